@@ -1,0 +1,39 @@
+"""The ``spatialvit`` command line. Each sub-command lives in its own module exposing ``add_parser(subparsers)``,
+which registers its arguments and sets ``func`` to a callable taking the parsed namespace and returning an exit
+code. Argument parsing and printing happen here and in those modules only."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ["models"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="spatialvit",
+        description="Spatial structure in Vision Transformers: measure how much a classifier uses the layout of the "
+        "image, train ViTs with spatial attention, and probe what they learn.",
+    )
+    parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``spatialvit`` and ``python -m spatialvit``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        print(f"spatialvit {args.command}: error: {err}", file=sys.stderr)
+        return 2

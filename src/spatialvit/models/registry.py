@@ -1,0 +1,44 @@
+"""Model registry: ``create_model(name, **overrides)`` and ``list_models(pattern)``."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .._names import unknown_name
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def register_model(name: str, builder: Callable[..., nn.Module], **defaults: Any) -> None:
+    """Register ``builder(**defaults, **overrides)`` under ``name``."""
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODELS[name] = builder
+    _DEFAULTS[name] = defaults
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The keyword arguments a registered model is built with before overrides."""
+    _check_name(name)
+    return dict(_DEFAULTS[name])
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the registered model ``name``; keyword overrides replace its defaults (e.g. ``num_classes=10``)."""
+    _check_name(name)
+    return _MODELS[name](**{**_DEFAULTS[name], **overrides})
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern`` (``'vit_*_patch4'``)."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def _check_name(name: str) -> None:
+    if name not in _MODELS:
+        raise unknown_name("model", name, _MODELS, "Run `spatialvit models` to list all models.")
