@@ -1,0 +1,107 @@
+"""What every dataset of spatialvit provides, and the name registry behind ``load_dataset("cifar10:PATH")``.
+
+Datasets yield ``(image, label)`` with ``image`` a float tensor ``[C, H, W]`` in ``[0, 1]`` — *not* normalised:
+normalisation is explicit (``DatasetInfo.mean/std``, :class:`Normalize`) so perturbation probes can act on pixels
+first, as the published protocols do. Augmentations act on whole batches (see ``transforms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .._names import unknown_name
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a dataset: enough to build a model for it and to normalise its images."""
+
+    name: str
+    num_classes: int
+    in_chans: int
+    img_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class TensorImageDataset(Dataset):
+    """An in-memory dataset: ``images [N, C, H, W]`` (uint8 0-255 or float 0-1) and ``labels [N]``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo) -> None:
+        if images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"images must be [N, C, H, W] with one label each, got {tuple(images.shape)}")
+        self.images = images
+        self.labels = labels.long()
+        self.info = info
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.images[i]
+        img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+        return img, int(self.labels[i])
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel on ``[B, C, H, W]``; prepend it to a model that expects normalised input."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``images [N, C, H, W]`` (uint8 or [0, 1] floats) on the [0, 1] scale."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+
+
+Loader = Callable[..., Dataset]
+_DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: ``fn(root: str | None, split: str, img_size: int | None, **kw) -> Dataset`` under ``name``."""
+
+    def wrap(fn: Loader) -> Loader:
+        _DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def load_dataset(spec: str, split: str = "train", img_size: int | None = None, **kwargs: Any) -> Dataset:
+    """Load a dataset from a spec ``NAME`` or ``NAME:PATH`` (``digits``, ``cifar10:/data/cifar-10-batches-py``).
+
+    ``split`` is ``"train"`` or ``"test"``; ``img_size`` resizes images (``None`` keeps the dataset's own size).
+    The returned dataset has an ``info`` attribute (:class:`DatasetInfo`).
+    """
+    name, _, root = spec.partition(":")
+    if name not in _DATASETS:
+        raise unknown_name("dataset", name, _DATASETS, f"Available: {', '.join(list_datasets())}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _DATASETS[name](root or None, split, img_size, **kwargs)

@@ -1,0 +1,85 @@
+"""Checkpoints: written atomically (temp file + rename), read with ``weights_only=True``, and able to rebuild the
+model they hold.
+
+A checkpoint is a dict with:
+
+- ``format``: ``"spatialvit-checkpoint-v1"``
+- ``model_name`` and ``model_kwargs``: ``create_model(model_name, **model_kwargs)`` rebuilds the architecture
+- ``model``: the model's ``state_dict``
+- ``data_info``: the :class:`~spatialvit.data.DatasetInfo` (as a dict) of the data it was trained on, with the
+  normalisation the model expects
+- optional training state for ``--resume``: ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
+  ``config``, ``metrics``
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import DatasetInfo, Normalize
+from ..models import create_model
+
+FORMAT = "spatialvit-checkpoint-v1"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a spatialvit checkpoint safely (``weights_only=True``); clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint "
+            f"({type(err).__name__}: {str(err).strip().splitlines()[0]})"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a spatialvit checkpoint (expected format {FORMAT!r})")
+    missing = [k for k in ("model_name", "model_kwargs", "model", "data_info") if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
+    return ckpt
+
+
+def model_from_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, DatasetInfo, dict[str, Any]]:
+    """Rebuild the model stored at ``path``; returns ``(model in eval mode, data info, checkpoint dict)``."""
+    ckpt = load_checkpoint(path, map_location)
+    model = create_model(ckpt["model_name"], **ckpt["model_kwargs"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), DatasetInfo.from_dict(ckpt["data_info"]), ckpt
+
+
+def classifier_from_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, DatasetInfo]:
+    """The checkpoint's model behind its input normalisation: maps ``[0, 1]`` images to logits."""
+    model, info, _ = model_from_checkpoint(path, map_location)
+    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), info
