@@ -12,14 +12,15 @@ from typing import Any
 Row = dict[str, Any]
 
 
-def _columns(rows: Sequence[Row]) -> list[str]:
+def columns_of(rows: Sequence[Row]) -> list[str]:
     cols: list[str] = []
     for row in rows:
         cols.extend(k for k in row if k not in cols)
     return cols
 
 
-def _fmt(value: Any, digits: int) -> str:
+def format_value(value: Any, digits: int) -> str:
+    """A table cell: floats to ``digits`` decimals, ``None`` empty."""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.{digits}f}"
     return "" if value is None else str(value)
@@ -27,9 +28,9 @@ def _fmt(value: Any, digits: int) -> str:
 
 def markdown_table(rows: Sequence[Row], digits: int = 4, columns: Sequence[str] | None = None) -> str:
     """A GitHub-flavoured Markdown table of ``rows`` (floats to ``digits`` decimals)."""
-    cols = list(columns or _columns(rows))
+    cols = list(columns or columns_of(rows))
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_fmt(r.get(c), digits) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(format_value(r.get(c), digits) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -37,7 +38,7 @@ def save_table(rows: Sequence[Row], out_dir: str | Path, name: str, digits: int 
     """Write ``rows`` to ``out_dir/name.{csv,json,md}``; returns the three paths keyed by extension."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cols = _columns(rows)
+    cols = columns_of(rows)
     paths = {ext: out / f"{name}.{ext}" for ext in ("csv", "json", "md")}
     with paths["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols)
