@@ -94,7 +94,8 @@ class ManhattanBias:
     def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``q_extra, k_extra [b, h, N, E]`` with ``q_extra @ k_extra^T`` = the bias up to per-query constants.
 
-        Per-query constants cancel in the softmax. Prefix tokens get zero columns, hence zero bias.
+        Per-query constants cancel in the softmax. Prefix queries get zero columns (zero bias in their rows); prefix
+        keys get one column that carries the grid query's constant, so every row stays a pure per-row shift.
         """
         if not self.factorisable:
             raise ValueError(f"the {self.form!r} decay has no exact low-rank form; use backend 'sdpa' or 'flex'")
@@ -103,16 +104,26 @@ class ManhattanBias:
         U, s = U.to(r.dtype), s.to(r.dtype)
         b, h, n = r.shape
         Ub, sb = U.expand(b, h, n, -1), s.expand(b, h, n)[..., None]
-        if self.constant:  # -c D_ij = -c s_j + 2c U_i.U_j  (- c s_i dropped)
+        if self.constant:  # -c D_ij = -c s_j + 2c U_i.U_j - c s_i
             c = r[..., :1, None].expand(b, h, n, 1)
             q = torch.cat([-c, 2 * c * Ub], -1)
             k = torch.cat([torch.ones_like(c) * sb, Ub], -1)
-        else:  # -(r_i + r_j)/2 (s_i + s_j - 2 U_i.U_j)  (- r_i s_i / 2 dropped)
+            dropped = c * sb  # the query-only term left out above, with its sign flipped
+        else:  # -(r_i + r_j)/2 (s_i + s_j - 2 U_i.U_j) = (these columns) - r_i s_i / 2
             ri = r[..., None]
             half = torch.full_like(ri, -0.5)
             q = torch.cat([-0.5 * ri, ri * Ub, -0.5 * sb, half, Ub], -1)
             k = torch.cat([sb.expand_as(ri), Ub, ri, ri * sb, ri * Ub], -1)
-        return self._pad(q, 1), self._pad(k, 1)
+            dropped = 0.5 * ri * sb
+        if not self.num_prefix:
+            return q, k
+        # The query-only term cancels in the softmax only if every key of the row gets it, prefix keys included:
+        # one more column gives each prefix key the same shift (q: the shift, k: 1 on prefix keys, 0 on the grid).
+        P = self.num_prefix
+        q = self._pad(torch.cat([q, dropped], -1), 1)
+        is_prefix = (torch.arange(P + n, device=k.device) < P).to(k.dtype)[:, None].expand(b, h, P + n, 1)
+        k = torch.cat([self._pad(k, 1), is_prefix], -1)
+        return q, k
 
     def score_mod(self, batch: int):
         """FlexAttention ``score_mod(score, b, h, q_idx, kv_idx)`` adding the bias from coordinates and rates."""
