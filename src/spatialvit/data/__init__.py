@@ -15,11 +15,16 @@ from .base import (
     register_dataset,
 )
 from .digits import resize_images
+from .transforms import BatchTransform, MixUpCutMix, RandAugment, build_train_transform
 
 __all__ = [
+    "BatchTransform",
     "DatasetInfo",
+    "MixUpCutMix",
     "Normalize",
+    "RandAugment",
     "TensorImageDataset",
+    "build_train_transform",
     "channel_stats",
     "list_datasets",
     "load_dataset",
