@@ -59,8 +59,8 @@ class TensorImageDataset(Dataset):
     def get_batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``[B, C, H, W]`` (float, [0, 1]) and labels ``[B]`` for ``indices``, gathered in one indexing op."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        img = self.images[idx]
-        return (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()), self.labels[idx]
+        img = self.images.index_select(0, idx)  # much faster than images[idx] for a 1-D index on CPU
+        return (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()), self.labels.index_select(0, idx)
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
         """Batched fetch used by ``DataLoader`` (torch passes the batch's index list and hands the returned list of
