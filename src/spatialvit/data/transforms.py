@@ -2,7 +2,8 @@
 
 Every function works on a whole batch ``images [B, C, H, W]`` (floats in ``[0, 1]``) at once, on any device, without
 a per-image Python loop. All randomness is drawn from a passed ``torch.Generator`` (on its own device, usually the
-CPU) and then moved to the images' device, so a seed reproduces the same batch on CPU and GPU alike.
+CPU) and then moved to the images' device, so a seed makes the same random choices whether the images live on the CPU
+or a GPU.
 
 Deterministic pieces (``crop_at``, ``translate``, ``rotate``, ``shear``, ``brightness``, ``mix_pair`` ...) take
 their parameters explicitly; the random ones (``random_crop``, ``hflip``, ``RandAugment``, ``mixup``, ``cutmix``)
@@ -24,8 +25,8 @@ Tensor = torch.Tensor
 
 def _check_images(images: Tensor, name: str = "images") -> None:
     if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a float tensor [B, C, H, W] with values in [0, 1], got {shape}")
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a float tensor [B, C, H, W] with values in [0, 1], got {got}")
 
 
 def _check_generator(generator: torch.Generator) -> None:
@@ -133,7 +134,8 @@ def rotate(images: Tensor, degrees: Tensor, fill: float = 0.5) -> Tensor:
     """Rotate each image about its centre by ``degrees [B]``, counter-clockwise as displayed (like PIL)."""
     t = torch.deg2rad(degrees.to(torch.float64))
     cos, sin, zero = t.cos(), t.sin(), torch.zeros_like(t)
-    # Rows grow downwards, so a displayed counter-clockwise turn samples the input at R(-t) with y flipped.
+    # With y pointing down, a displayed counter-clockwise turn reads output (x, y) from input [[cos, -sin], [sin, cos]]
+    # (x, y) (tested against torch.rot90).
     return affine(images, _affine_matrix(cos, -sin, sin, cos, zero, zero), fill)
 
 
@@ -232,9 +234,6 @@ def random_boxes(
     return boxes.to(device)
 
 
-# ----------------------------------------------------------------------------------------------- RandAugment
-
-
 def cutout(images: Tensor, side: Tensor | float, generator: torch.Generator, fill: float = 0.5) -> Tensor:
     """Fill a square of side ``side * min(H, W)`` (scalar or ``[B]``, in [0, 1]) at a random centre with ``fill``."""
     _check_images(images)
@@ -244,6 +243,8 @@ def cutout(images: Tensor, side: Tensor | float, generator: torch.Generator, fil
     fraction = (side * min(H, W)) ** 2 / (H * W)  # random_boxes scales both sides by sqrt(fraction)
     return cutout_at(images, random_boxes(fraction, (H, W), generator, images.device), fill)
 
+
+# ----------------------------------------------------------------------------------------------- RandAugment
 
 # Each op maps (images [b, C, H, W], strength [b] (float64, CPU) in [-1, 1], fill, generator) -> images.
 # |strength| = 1 is RandAugment's magnitude 10; the ranges follow the RandAugment paper / torchvision.
