@@ -278,6 +278,17 @@ def test_corrupt_cifar_batches_raise_value_errors_naming_the_file(tmp_path, cont
     assert str(target) in str(err.value)
 
 
+def test_cifar_pickles_from_numpy_1_load(tmp_path):
+    # The published files were written by Python 2 / numpy 1: their arrays name numpy.core.multiarray._reconstruct.
+    root = write_cifar10(tmp_path / "c10")
+    d = {b"data": _cifar_data(2), b"labels": [4, 5]}
+    stream = pickle.dumps(d, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in stream
+    (root / "test_batch").write_bytes(stream)
+    ds = load_dataset(f"cifar10:{root}", "test")
+    assert ds.labels.tolist() == [4, 5] and torch.equal(ds.images[1].flatten(), torch.from_numpy(d[b"data"][1]))
+
+
 class _Exploit:
     def __reduce__(self):
         return (print, ("this should never run",))
@@ -309,6 +320,7 @@ def test_bad_cifar_meta(tmp_path):
         ({"X": np.zeros((32, 32, 1, 2), np.uint8), "y": np.ones((2, 1))}, r"X is uint8 \(32, 32, 1, 2\)"),
         ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1))}, r"with 3 labels"),
         ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[0], [3]])}, r"labels in \[0, 3\]"),
+        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1.5], [3]])}, r"labels in \[1.5, 3.0\]"),
     ],
 )
 def test_corrupt_svhn_files_raise_value_errors(tmp_path, content, message):
