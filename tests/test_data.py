@@ -372,3 +372,5 @@ def test_unknown_dataset_and_split():
         load_dataset("cifar-10:/x")
     with pytest.raises(ValueError, match="split must be"):
         load_dataset("digits", split="val")
+    with pytest.raises(ValueError, match="img_size must be a positive int"):
+        load_dataset("digits", img_size=0)

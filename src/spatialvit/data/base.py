@@ -137,4 +137,6 @@ def load_dataset(spec: str, split: str = "train", img_size: int | None = None, *
         raise unknown_name("dataset", name, _DATASETS, f"Available: {', '.join(list_datasets())}.")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1):
+        raise ValueError(f"img_size must be a positive int (or None to keep the dataset's size), got {img_size!r}")
     return _DATASETS[name](root or None, split, img_size, **kwargs)
