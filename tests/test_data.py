@@ -11,7 +11,7 @@ from PIL import Image
 from scipy.io import savemat
 from torch.utils.data import DataLoader, Subset
 
-from spatialvit.data import TensorImageDataset, channel_stats, load_dataset
+from spatialvit.data import TensorImageDataset, channel_stats, load_dataset, resize_images
 from spatialvit.data.base import DatasetInfo
 
 RNG = np.random.default_rng(0)
@@ -122,6 +122,9 @@ def test_cifar_img_size_resizes(tmp_path):
     assert ds.images.shape == (4, 3, 16, 16) and ds.images.dtype == torch.uint8
     assert ds.info.img_size == (16, 16)
     assert ds[0][0].shape == (3, 16, 16)
+    original = load_dataset(f"cifar10:{root}", "test").images
+    expected = (resize_images(original.float() / 255, 16) * 255).round().to(torch.uint8)
+    assert torch.equal(ds.images, expected)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +196,11 @@ def test_image_folder_stats_come_from_training_images(tmp_path):
     imgs = torch.stack([(decode_image(f, 8) * 255).round().to(torch.uint8) for f in train_files])
     mean, std = channel_stats(imgs)
     assert ds.info.mean == pytest.approx(mean) and ds.info.std == pytest.approx(std)
+    # stats_images=2 takes every third of the 6 training files: cat/0.png and dog/1.JPEG.
+    few = load_dataset(f"folder:{root}", "train", img_size=8, stats_images=2).info
+    picked = [root / "train" / "cat" / "0.png", root / "train" / "dog" / "1.JPEG"]
+    mean2, std2 = channel_stats(torch.stack([(decode_image(f, 8) * 255).round().to(torch.uint8) for f in picked]))
+    assert few.mean == pytest.approx(mean2) and few.std == pytest.approx(std2)
 
 
 # --------------------------------------------------------------------------------------- batched DataLoader
