@@ -25,6 +25,7 @@ def test_help_of_every_command(command, capsys):
     assert "usage: spatialvit" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_m_spatialvit_train_then_eval(tmp_path, capsys):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), os.environ.get("PYTHONPATH", "")])}

@@ -139,7 +139,7 @@ def test_model_and_image_size_errors(tmp_path):
         fit(tiny(tmp_path, model="vit_micro_patch16", img_size=None))
     with pytest.raises(ValueError, match=r"cannot build 'vit_micro_patch4' for 10x10 digits images.*divisible"):
         fit(tiny(tmp_path, img_size=10))
-    with pytest.raises(ValueError, match="bad model_kwargs"):
+    with pytest.raises(ValueError, match="does not take these arguments"):
         fit(tiny(tmp_path, model_kwargs={"no_such_arg": 1}))
     with pytest.raises(KeyError, match="unknown dataset"):
         fit(tiny(tmp_path, data="no_such_data"))
@@ -217,6 +217,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_on_gloo(tmp_path):
     out = tmp_path / "ddp"
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)

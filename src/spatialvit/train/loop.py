@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -315,7 +315,7 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict
     except ValueError as err:
         raise ValueError(f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}") from err
     except TypeError as err:
-        raise ValueError(f"bad model_kwargs for {config.model!r}: {err}") from err
+        raise ValueError(f"model {config.model!r} does not take these arguments (check model_kwargs): {err}") from err
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -363,7 +363,7 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 def _train_epoch(
     net: nn.Module,
-    batches: Iterator,
+    batches: Iterable,
     augment: Callable,
     aug_gen: torch.Generator,
     optimizer: torch.optim.Optimizer,
@@ -379,8 +379,8 @@ def _train_epoch(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     loss_sum = correct = n = 0.0
     for step, (images, labels) in enumerate(batches):
-        images, targets = augment(images, labels, aug_gen)
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images, targets = augment(images, labels, aug_gen)  # random draws on the CPU generator, work on device
         with _autocast(device, amp):
             logits = net(images)
         loss = soft_cross_entropy(logits.float(), targets, config.label_smoothing)
