@@ -378,7 +378,9 @@ def sensitivity_sweep(
                 block_size(x.shape[-2:], s.grid)
             image_size = tuple(x.shape[-2:])
             labeled = y is not None
-        x = x.to(device, torch.float32)
+        if not x.is_floating_point():
+            raise ValueError(f"images must be floats in [0, 1], got {x.dtype}")
+        x = x.to(device)
         index = torch.arange(seen, seen + len(x), device=device)
         clean_logp = predict(x)
         classes = clean_logp.shape[1]

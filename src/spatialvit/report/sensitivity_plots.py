@@ -114,12 +114,12 @@ def plot_examples(columns: Mapping[str, torch.Tensor], path: str | Path) -> Path
     fig, axes = plt.subplots(n, len(titles), figsize=(1.6 * len(titles), 1.6 * n), squeeze=False)
     for j, title in enumerate(titles):
         for i in range(n):
-            img = columns[title][i].detach().float().cpu().clamp(0, 1)
+            img = columns[title][i].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
             ax = axes[i][j]
-            if img.shape[0] == 1:
-                ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+            if img.shape[-1] == 1:
+                ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
             else:
-                ax.imshow(img.permute(1, 2, 0)[..., :3])
+                ax.imshow(img[..., :3])
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][j].set_title(title, fontsize=8)
