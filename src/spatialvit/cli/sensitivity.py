@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import DatasetInfo, load_dataset
 from ..probes import Perturbation, make_settings, save_comparison, sensitivity_sweep
-from ..probes.sensitivity import check_input
+from ..probes.sensitivity import SettingResult, check_input
 from ..report.tables import markdown_table
 from ..train.checkpoint import model_from_checkpoint
 
@@ -38,60 +38,85 @@ def _ratios(text: str) -> list[float]:
         ) from None
 
 
+DESCRIPTION = """\
+Measure how much classifiers rely on the spatial layout of their input: cut each test image into
+blocks, shuffle them (or mask / rotate some), and compare accuracy, prediction flips and KL to the
+clean prediction. Several models give one comparison. Writes to --out: sweep.csv/json/md (every
+setting), summary.csv/json/md (Spatial Sensitivity Index per model), sensitivity.png, shuffle.png,
+mask.png and examples.png. Grids are G (GxG blocks) or RxC, comma-separated. See docs/sensitivity.md.
+"""
+EPILOG = """examples:
+  spatialvit sensitivity --checkpoint cnn.pt --checkpoint vit.pt --data digits --shuffle-grids 2,4,8 \\
+      --mask-ratios 0.25,0.5,0.75 --out results/
+  spatialvit sensitivity --checkpoint vit.pt --shuffle-grids 2x4,4x8,16 --mask-fill noise --rotate-grids 4
+  spatialvit sensitivity --timm-model deit_small_patch16_224 --data folder:/data/imagenet --img-size 224
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sensitivity",
         help="shuffle/mask sensitivity sweep of classifier checkpoints",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Measure how much classifiers rely on the spatial layout of their input: cut each test image "
-        "into blocks, shuffle them (or mask / rotate some), and compare accuracy, prediction flips and KL to the "
-        "clean prediction. Several --checkpoint give one comparison table and figure. Writes sweep.csv/json/md "
-        "(every setting), summary.csv/json/md (Spatial Sensitivity Index per model) and PNG plots to --out. "
-        "Example: spatialvit sensitivity --checkpoint cnn.pt --checkpoint vit.pt --data digits "
-        "--shuffle-grids 2,4,8 --mask-ratios 0.25,0.5,0.75 --out results/",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", action="append", default=[], metavar="PATH", help="spatialvit checkpoint (repeat)")
-    p.add_argument(
+    add = p.add_argument
+    add("--checkpoint", action="append", default=[], metavar="PATH", help="a spatialvit checkpoint (repeatable)")
+    add(
         "--timm-model",
         action="append",
         default=[],
         metavar="NAME",
-        help="a timm model by name (needs the optional 'timm' extra; repeatable)",
+        help="a pretrained timm model by name (needs the optional 'timm' extra; repeatable)",
     )
-    p.add_argument(
+    add(
         "--timm-random-init",
         action="store_true",
         help="build --timm-model without pretrained weights, sized for --data (checks the pipeline)",
     )
-    p.add_argument("--data", default="digits", help="dataset spec NAME or NAME:PATH (see spatialvit.data)")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="which split to evaluate")
-    p.add_argument(
+    add("--data", default="digits", metavar="SPEC", help="dataset NAME or NAME:PATH (default: digits)")
+    add("--split", default="test", choices=["train", "test"], help="split to evaluate (default: test)")
+    add(
         "--img-size",
         type=int,
         default=None,
-        help="load images at this size (default: the size the first model was trained at)",
+        metavar="N",
+        help="load images at NxN (default: the size the first checkpoint was trained at)",
     )
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--shuffle-grids", type=_grids, default="2,4,8", help="grids to shuffle (G or RxC, comma list)")
-    p.add_argument("--mask-grids", type=_grids, default=None, help="grids to mask (default: the shuffle grids)")
-    p.add_argument("--mask-ratios", type=_ratios, default="0.25,0.5,0.75", help="fractions of blocks to mask")
-    p.add_argument(
+    add("--limit", type=int, default=None, metavar="N", help="evaluate only the first N images")
+    add("--shuffle-grids", type=_grids, default="2,4,8", metavar="GRIDS", help="grids to shuffle (default: 2,4,8)")
+    add("--mask-grids", type=_grids, default=None, metavar="GRIDS", help="grids to mask (default: the shuffle grids)")
+    add(
+        "--mask-ratios",
+        type=_ratios,
+        default="0.25,0.5,0.75",
+        metavar="RATIOS",
+        help="fractions of the blocks to mask, each in [0, 1] (default: 0.25,0.5,0.75)",
+    )
+    add(
         "--mask-fill",
         default="zero",
         choices=["zero", "mean", "noise"],
-        help="zero: 0 after normalisation; mean: data-set mean; noise: N(0,1) after normalisation",
+        help="zero: 0 after normalisation (default); mean: the data-set mean; noise: N(0, 1) after normalisation",
     )
-    p.add_argument("--rotate-grids", type=_grids, default="", help="grids whose blocks are rotated by k*90 degrees")
-    p.add_argument("--repeats", type=int, default=3, help="random draws per setting")
-    p.add_argument("--keep-identity", action="store_true", help="allow a shuffle to leave an image unchanged")
-    p.add_argument("--shared", action="store_true", help="one random draw shared by all images of a batch")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
-    p.add_argument("--no-amp", action="store_true", help="disable autocast on GPU")
-    p.add_argument("--examples", type=int, default=4, help="images in examples.png (0: no figure)")
-    p.add_argument("--out", default="results/sensitivity", help="output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add(
+        "--rotate-grids",
+        type=_grids,
+        default="",
+        metavar="GRIDS",
+        help="grids whose blocks are each rotated by a random multiple of 90 degrees (default: none)",
+    )
+    add("--repeats", type=int, default=3, metavar="K", help="random draws per setting (default: 3)")
+    add("--keep-identity", action="store_true", help="allow a shuffle to leave an image unchanged")
+    add("--shared", action="store_true", help="one random draw for all images of a batch")
+    add("--batch-size", type=int, default=256, metavar="N", help="images per forward pass (default: 256)")
+    add("--seed", type=int, default=0, help="base seed of every perturbation (default: 0)")
+    add("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    add("--no-amp", action="store_true", help="no autocast on GPU")
+    add("--examples", type=int, default=4, metavar="N", help="images in examples.png (default: 4; 0: no figure)")
+    add("--out", default="results/sensitivity", metavar="DIR", help="output folder (default: results/sensitivity)")
+    add("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
@@ -195,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples(data, settings, args: argparse.Namespace, path: Path, norm: tuple) -> Path:
+def _examples(data: Dataset, settings: list[SettingResult], args: argparse.Namespace, path: Path, norm: tuple) -> Path:
     """examples.png: the first ``--examples`` images, clean and under each setting's first repeat."""
     from ..report.sensitivity_plots import plot_examples
 
