@@ -1,0 +1,115 @@
+"""Training and inference speed and peak memory of whole models, side by side with a baseline in the same run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..models import create_model, list_models
+from .measure import peak_mib, time_call
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+TIMM_REFERENCE = "vit_tiny_patch16_224"
+
+
+def family_models(size: str = "micro", patch: int = 4) -> list[str]:
+    """Every registered ViT family at ``size``/``patch``, the plain ViT first (e.g. ``vit_micro_patch4``)."""
+    plain = f"vit_{size}_patch{patch}"
+    names = list_models(f"vit_*{size}_patch{patch}")
+    if plain not in names:
+        raise ValueError(f"no registered model {plain!r}: size must be micro, tiny or small and patch 4 or 16")
+    return [plain] + [n for n in names if n != plain]
+
+
+def _timm_model(img_size: int, patch: int, in_chans: int, num_classes: int) -> nn.Module | None:
+    """timm's ViT-Tiny recipe at our image/patch size, or ``None`` when timm is not installed."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm.create_model(
+        TIMM_REFERENCE,
+        pretrained=False,
+        img_size=img_size,
+        patch_size=patch,
+        in_chans=in_chans,
+        num_classes=num_classes,
+    )
+
+
+def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str, repeats: int) -> dict[str, float]:
+    """Parameters (millions), images/s and peak MiB of a training step and of an inference batch."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = torch.autocast(x.device.type, dtype=DTYPES[dtype], enabled=dtype != "float32")
+
+    def train_step() -> None:
+        with autocast:
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer() -> None:
+        with autocast:
+            model(x)
+
+    model.train()
+    train_step()  # allocates the optimiser state before the memory measurement
+    train_s = time_call(train_step, x.device, repeats)
+    train_mib = peak_mib(train_step, x.device)
+    model.eval()
+    infer_s = time_call(infer, x.device, repeats)
+    return {
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "train_img_s": len(x) / train_s,
+        "infer_img_s": len(x) / infer_s,
+        "train_peak_mib": train_mib,
+        "infer_peak_mib": peak_mib(infer, x.device),
+    }
+
+
+def bench_models(
+    models: list[str],
+    img_size: int = 32,
+    batch_size: int = 64,
+    in_chans: int = 3,
+    num_classes: int = 10,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    repeats: int = 5,
+    timm_reference: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per model: parameters, training and inference images/s, peak memory (MiB) of a training step and
+    of an inference batch, and the speed ratios against the first model (``x_base_*``, > 1: faster).
+
+    A training step is forward + cross-entropy + backward + AdamW step on random images ``[batch_size, in_chans,
+    img_size, img_size]``; inference is a forward under ``no_grad``. ``dtype='bfloat16'`` runs under autocast.
+    With ``timm_reference`` and timm installed, timm's ViT-Tiny recipe at the same patch size is appended."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if not models:
+        raise ValueError("models must name at least one registered model")
+    device = torch.device(device)
+    x = torch.rand(batch_size, in_chans, img_size, img_size, device=device)
+    y = torch.randint(0, num_classes, (batch_size,), device=device)
+    builders: list[tuple[str, Any]] = [
+        (n, lambda n=n: create_model(n, img_size=img_size, in_chans=in_chans, num_classes=num_classes)) for n in models
+    ]
+    patch = getattr(builders[0][1](), "patch_size", 16)
+    if timm_reference and _timm_model(img_size, patch, in_chans, num_classes) is not None:
+        builders.append((f"timm:{TIMM_REFERENCE}", lambda: _timm_model(img_size, patch, in_chans, num_classes)))
+
+    rows = []
+    for name, build in tqdm(builders, desc="bench models", disable=not progress):
+        torch.manual_seed(0)
+        rows.append({"model": name, **_measure(build().to(device), x, y, dtype, repeats)})
+    base = rows[0]
+    for row in rows:
+        row["x_base_train"] = row["train_img_s"] / base["train_img_s"]
+        row["x_base_infer"] = row["infer_img_s"] / base["infer_img_s"]
+    return rows

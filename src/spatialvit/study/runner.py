@@ -1,0 +1,232 @@
+"""Run a study: train (or load, or resume) each model, sweep its sensitivity, probe its attention, write a report.
+
+Outputs under ``config.out`` (see ``docs/study.md``): ``runs/<model>/`` (training runs), ``comparison.*``,
+``sweep.*``/``summary.*`` (sensitivity), ``attention_distance.*``, the PNGs, ``report.md`` and ``report.html``.
+Progress goes to the ``spatialvit.study`` logger (one line per stage) and tqdm bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from ..bench import time_call
+from ..data import Normalize, load_dataset
+from ..probes import save_comparison, sensitivity_sweep
+from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
+from ..probes.sensitivity import SensitivityResult
+from ..report.document import Report
+from ..report.sensitivity_plots import plot_sensitivity
+from ..report.tables import save_table
+from ..train.checkpoint import model_from_checkpoint
+from ..train.loop import fit
+from .config import StudyConfig
+from .plots import plot_attention_distance, plot_attention_maps
+
+log = logging.getLogger(__name__)
+
+# Columns of comparison.* ; the wall-clock ones vary between runs, everything else is fixed by the seed.
+COLUMNS = (
+    "model",
+    "source",
+    "params",
+    "epochs",
+    "clean_acc1",
+    "ssi_shuffle",
+    "ssi_mask",
+    "flip_shuffle",
+    "flip_mask",
+    "attn_dist_px",
+)
+WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
+
+
+@dataclass
+class StudyResult:
+    """The study's tables and where it wrote them."""
+
+    out: Path
+    comparison: list[dict[str, Any]]
+    sensitivity: list[SensitivityResult]
+    attention_distance: list[dict[str, Any]]
+    files: dict[str, Path]
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def _obtain(config: StudyConfig, name: str) -> tuple[nn.Module, list[dict[str, Any]], str]:
+    """``(classifier on [0, 1] pixels, training history, source)``: from a given checkpoint, or by training (which
+    reuses a finished or interrupted run in ``out/runs/<name>``). The model always comes from a checkpoint file,
+    so a fresh run and a reused one give the same numbers."""
+    if name in config.checkpoints:
+        path, source = Path(config.checkpoints[name]), "checkpoint"
+        log.info("[%s] loading %s", name, path)
+    else:
+        train = config.train_config(name)
+        done = Path(train.out) / "last.pt"
+        log.info(
+            "[%s] %s (%d epochs) in %s", name, "reusing run" if done.is_file() else "training", train.epochs, train.out
+        )
+        path, source = fit(train).last_checkpoint, "trained"
+    model, info, ckpt = model_from_checkpoint(path)
+    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), list(ckpt.get("metrics", [])), source
+
+
+def _attention_rows(name: str, dist: torch.Tensor) -> list[dict[str, Any]]:
+    return [
+        {"model": name, "layer": la, "head": h, "distance_px": float(dist[la, h])}
+        for la in range(dist.shape[0])
+        for h in range(dist.shape[1])
+    ]
+
+
+def _query_maps(clf: nn.Module, images: torch.Tensor, query: tuple[int, int]) -> list[torch.Tensor]:
+    """Per layer, the query token's attention over the grid, mean over heads: ``[n, gh, gw]``."""
+    vit = clf[-1]
+    gh, gw = (s // vit.patch_size for s in images.shape[-2:])
+    q = query[0] * gw + query[1]
+    return [a[:, :, q, :].mean(1).reshape(-1, gh, gw).cpu() for a in grid_attention_maps(clf, images)]
+
+
+def run_study(config: StudyConfig) -> StudyResult | None:
+    """Run the study described by ``config``; returns its result (``None`` on non-zero ``torchrun`` ranks, which
+    only take part in training)."""
+    out = Path(config.out)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "study_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    test_set = load_dataset(config.data, "test", config.img_size)
+    s = config.sensitivity
+    if s.max_images is not None:
+        test_set = Subset(test_set, range(min(s.max_images, len(test_set))))
+    loader = DataLoader(test_set, s.batch_size, shuffle=False)
+    n_probe = min(config.probes.images, len(test_set))
+    probe = torch.stack([test_set[i][0] for i in range(n_probe)])
+    device = _device(config.train.get("device", "auto"))
+
+    comparison, sweeps, distances = [], [], []
+    examples: dict[str, list[torch.Tensor]] = {}
+    query: tuple[int, int] | None = tuple(config.probes.query) if config.probes.query else None
+    for i, name in enumerate(config.models, 1):
+        log.info("== model %d/%d: %s", i, len(config.models), name)
+        clf, history, source = _obtain(config, name)
+        if not main:
+            continue
+        clf = clf.to(device)
+        log.info("[%s] sensitivity sweep", name)
+        res = sensitivity_sweep(
+            clf,
+            loader,
+            normalize=None,
+            shuffle_grids=s.shuffle_grids,
+            mask_grids=s.mask_grids,
+            mask_ratios=s.mask_ratios,
+            mask_fill=s.mask_fill,
+            repeats=s.repeats,
+            seed=config.seed,
+            name=name,
+            device=device,
+            progress=config.progress,
+        )
+        sweeps.append(res)
+        summary = res.summary()
+        row: dict[str, Any] = {"model": name, "source": source, "params": sum(p.numel() for p in clf.parameters())}
+        row |= {"epochs": len(history) or None, "clean_acc1": res.clean_acc1}
+        row |= {k: summary.get(k) for k in ("ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask")}
+        row["attn_dist_px"] = None
+        x = probe.to(device)
+        if has_attention_maps(clf):
+            log.info("[%s] attention distance and maps", name)
+            dist = mean_attention_distance(clf, x)
+            distances += _attention_rows(name, dist)
+            row["attn_dist_px"] = float(dist.mean())
+            grid = tuple(v // clf[-1].patch_size for v in x.shape[-2:])
+            query = query or (grid[0] // 2, grid[1] // 2)
+            examples[name] = _query_maps(clf, x[: config.probes.example_images], query)
+        row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
+        row["train_img_s"] = sum(h["img_per_s"] for h in history) / len(history) if history else None
+        with torch.no_grad():
+            row["infer_img_s"] = len(x) / time_call(lambda clf=clf, x=x: clf(x), device, repeats=3)
+        comparison.append(row)
+        log.info(
+            "[%s] clean top-1 %.3f, shuffle SSI %s, mask SSI %s",
+            name,
+            res.clean_acc1,
+            _fmt(row["ssi_shuffle"]),
+            _fmt(row["ssi_mask"]),
+        )
+    if not main:
+        return None
+
+    log.info("== writing tables, plots and the report to %s", out)
+    files = {f"comparison_{k}": v for k, v in save_table(comparison, out, "comparison").items()}
+    files |= save_comparison(sweeps, out)
+    sweep_rows = [r for res in sweeps for r in res.rows()]
+    files["sensitivity_png"] = plot_sensitivity(sweep_rows, out / "sensitivity.png")
+    if distances:
+        files |= {f"attention_distance_{k}": v for k, v in save_table(distances, out, "attention_distance").items()}
+        files["attention_distance_png"] = plot_attention_distance(distances, out / "attention_distance.png")
+        files["attention_maps_png"] = plot_attention_maps(
+            probe[: config.probes.example_images], examples, query, out / "attention_maps.png"
+        )
+    files |= _report(config, comparison, distances, files).save(out)
+    return StudyResult(out, comparison, sweeps, distances, files)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _report(
+    config: StudyConfig, comparison: list[dict[str, Any]], distances: list[dict[str, Any]], files: dict[str, Path]
+) -> Report:
+    s = config.sensitivity
+    epochs = config.train.get("epochs")
+    rep = Report(f"spatialvit study: {config.data}")
+    rep.paragraph(
+        f"Data `{config.data}` (img_size {config.img_size or 'native'}), seed {config.seed}, models trained for "
+        f"{epochs} epochs with the shared `train` settings unless loaded from a checkpoint. Sensitivity: block "
+        f"shuffles on grids {s.shuffle_grids}, block masks on grids {s.mask_grids or s.shuffle_grids} at ratios "
+        f"{s.mask_ratios} ({s.mask_fill} fill), {s.repeats} draws each, on the test split. The full configuration "
+        "is in study_config.yaml."
+    )
+    rep.heading("Comparison")
+    rep.table(comparison, [*COLUMNS, *WALL_CLOCK])
+    rep.paragraph(
+        "clean_acc1: test top-1. ssi_shuffle / ssi_mask: Spatial Sensitivity Index, the mean relative accuracy drop "
+        "over the shuffle / mask settings (0: layout ignored, 1: chance-level or worse); flip_*: the mean share of "
+        "predictions that change. attn_dist_px: mean attention distance in pixels over layers, heads, queries and "
+        f"{config.probes.images} test images. Wall-clock columns (train_time_s, train_img_s, infer_img_s) depend on "
+        "the machine and its load; all other columns are fixed by the seed."
+    )
+    rep.heading("Sensitivity")
+    rep.image(files["sensitivity_png"], "Test top-1 under block shuffles and block masks (one curve per model)")
+    if distances:
+        rep.heading("Attention")
+        layers: dict[tuple[str, int], list[float]] = {}
+        for r in distances:
+            layers.setdefault((r["model"], r["layer"]), []).append(r["distance_px"])
+        rep.table(
+            [
+                {"model": m, "layer": la, "mean_px": sum(v) / len(v), "min_head_px": min(v), "max_head_px": max(v)}
+                for (m, la), v in layers.items()
+            ]
+        )
+        rep.image(files["attention_distance_png"], "Mean attention distance per layer (dots: heads)")
+        rep.image(files["attention_maps_png"], "Attention of the outlined query patch per layer (mean over heads)")
+    rep.paragraph(
+        "Files: comparison.csv/json/md, summary.* and sweep.* (every sensitivity setting), attention_distance.* "
+        "(per layer and head), runs/<model>/ (checkpoints, metrics, config)."
+    )
+    return rep

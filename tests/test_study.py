@@ -1,0 +1,112 @@
+"""The study end to end on a tiny configuration, its config validation and the recipes under configs/."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spatialvit.study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "data": "digits",
+    "img_size": 16,
+    "models": ["resnet_small", "vit_micro_patch4"],
+    "model_kwargs": {"vit_micro_patch4": {"embed_dim": 16, "depth": 2, "num_heads": 2}},
+    "train": {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "device": "cpu", "threads": 1},
+    "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "max_images": 64},
+    "probes": {"images": 8, "example_images": 1},
+    "progress": False,
+}
+
+
+def tiny(out: Path, **changes) -> StudyConfig:
+    return StudyConfig.from_dict({**TINY, "out": str(out), **changes})
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return run_study(tiny(tmp_path_factory.mktemp("study")))
+
+
+def test_study_writes_report_tables_and_plots(study):
+    out = study.out
+    for name in [
+        "report.md",
+        "report.html",
+        "comparison.csv",
+        "comparison.json",
+        "comparison.md",
+        "sweep.csv",
+        "summary.csv",
+        "attention_distance.csv",
+        "attention_distance.json",
+        "sensitivity.png",
+        "attention_distance.png",
+        "attention_maps.png",
+        "study_config.yaml",
+    ]:
+        assert (out / name).is_file(), name
+    for model in TINY["models"]:
+        assert (out / "runs" / model / "last.pt").is_file()
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["model"] for r in rows] == TINY["models"]
+    assert list(rows[0]) == [*COLUMNS, *WALL_CLOCK]
+    for r in rows:
+        assert 0.0 <= r["clean_acc1"] <= 1.0 and r["epochs"] == 1 and r["params"] > 0
+        assert r["ssi_shuffle"] is not None and r["ssi_mask"] is not None and r["infer_img_s"] > 0
+    assert rows[0]["attn_dist_px"] is None  # the CNN has no attention
+    dist = json.loads((out / "attention_distance.json").read_text())
+    assert {(d["layer"], d["head"]) for d in dist} == {(la, h) for la in range(2) for h in range(2)}
+    assert rows[1]["attn_dist_px"] == pytest.approx(sum(d["distance_px"] for d in dist) / len(dist))
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "ssi_shuffle" in html
+    md = (out / "report.md").read_text()
+    assert "](sensitivity.png)" in md and "vit_micro_patch4" in md
+
+
+def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
+    again = run_study(tiny(tmp_path / "again"))
+    keep = [c for c in COLUMNS if c != "source"]
+    assert [{c: r[c] for c in keep} for r in again.comparison] == [{c: r[c] for c in keep} for r in study.comparison]
+    # a second study into the same folder reuses the finished runs instead of training again
+    mtime = (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns
+    third = run_study(tiny(tmp_path / "again", models=["vit_micro_patch4"]))
+    assert (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns == mtime
+    assert third.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
+
+
+def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
+    ckpt = study.out / "runs" / "vit_micro_patch4" / "last.pt"
+    res = run_study(tiny(tmp_path, models=["vit_micro_patch4"], checkpoints={"vit_micro_patch4": str(ckpt)}))
+    assert not (tmp_path / "runs").exists()
+    assert res.comparison[0]["source"] == "checkpoint"
+    assert res.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"models": ["vit_micro_patch5"]}, "vit_micro_patch4"),
+        ({"modles": []}, "models"),
+        ({"train": {"model": "x"}}, "must not set model"),
+        ({"train": {"epochs": 0}}, "epochs must be positive"),
+        ({"sensitivity": {"repeat": 2}}, "repeats"),
+        ({"sensitivity": {"repeats": 1.5}}, "sensitivity.repeats must be an int"),
+        ({"checkpoints": {"resnet18": "x.pt"}}, "not in models"),
+    ],
+)
+def test_bad_config_is_explained(values, match):
+    with pytest.raises((KeyError, ValueError), match=match):
+        StudyConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_parses(path):
+    """Study recipes load as StudyConfig, training recipes as TrainConfig."""
+    from spatialvit.train.config import TrainConfig
+
+    if path.name.startswith("digits_micro"):
+        TrainConfig.from_yaml(path)
+    else:
+        assert StudyConfig.from_yaml(path).models
