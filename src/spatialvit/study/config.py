@@ -35,7 +35,7 @@ class SensitivitySettings:
 
     shuffle_grids: list[int] = field(default_factory=lambda: [2, 4, 8])
     mask_grids: list[int] | None = None
-    mask_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    mask_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])
     mask_fill: str = "zero"
     repeats: int = 2
     max_images: int | None = None

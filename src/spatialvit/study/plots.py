@@ -38,6 +38,7 @@ def plot_attention_distance(rows: Sequence[Mapping[str, Any]], path: str | Path)
         ax.scatter(
             [r["layer"] + 0.06 * (i - 2) for r in mine], [r["distance_px"] for r in mine], s=10, color=color, alpha=0.4
         )
+    ax.set_xticks(sorted({r["layer"] for r in rows}))
     ax.set_xlabel("layer")
     ax.set_ylabel("mean attention distance (px)")
     ax.set_title("mean attention distance (line: mean over heads, dots: heads)")

@@ -64,22 +64,24 @@ def _device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
-def _obtain(config: StudyConfig, name: str) -> tuple[nn.Module, list[dict[str, Any]], str]:
-    """``(classifier on [0, 1] pixels, training history, source)``: from a given checkpoint, or by training (which
-    reuses a finished or interrupted run in ``out/runs/<name>``). The model always comes from a checkpoint file,
-    so a fresh run and a reused one give the same numbers."""
+def _checkpoint(config: StudyConfig, name: str) -> tuple[Path, str]:
+    """``(checkpoint path, source)``: the given checkpoint, or the last one of training ``name`` (which reuses a
+    finished or interrupted run in ``out/runs/<name>``)."""
     if name in config.checkpoints:
-        path, source = Path(config.checkpoints[name]), "checkpoint"
-        log.info("[%s] loading %s", name, path)
-    else:
-        train = config.train_config(name)
-        done = Path(train.out) / "last.pt"
-        log.info(
-            "[%s] %s (%d epochs) in %s", name, "reusing run" if done.is_file() else "training", train.epochs, train.out
-        )
-        path, source = fit(train).last_checkpoint, "trained"
+        return Path(config.checkpoints[name]), "checkpoint"
+    train = config.train_config(name)
+    done = Path(train.out) / "last.pt"
+    log.info(
+        "[%s] %s (%d epochs) in %s", name, "checking run" if done.is_file() else "training", train.epochs, train.out
+    )
+    return fit(train).last_checkpoint, "trained"
+
+
+def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """``(classifier on [0, 1] pixels, training history)``. Trained models are loaded from their checkpoint too,
+    so a fresh run and a reused one give the same numbers."""
     model, info, ckpt = model_from_checkpoint(path)
-    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), list(ckpt.get("metrics", [])), source
+    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), list(ckpt.get("metrics", []))
 
 
 def _attention_rows(name: str, dist: torch.Tensor) -> list[dict[str, Any]]:
@@ -99,8 +101,8 @@ def _query_maps(clf: nn.Module, images: torch.Tensor, query: tuple[int, int]) ->
 
 
 def run_study(config: StudyConfig) -> StudyResult | None:
-    """Run the study described by ``config``; returns its result (``None`` on non-zero ``torchrun`` ranks, which
-    only take part in training)."""
+    """Run the study described by ``config``: first obtain every model (training them in turn; under ``torchrun``
+    all ranks train together), then analyse them on the main process. Returns ``None`` on non-zero ranks."""
     out = Path(config.out)
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
@@ -118,11 +120,15 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     comparison, sweeps, distances = [], [], []
     examples: dict[str, list[torch.Tensor]] = {}
     query: tuple[int, int] | None = tuple(config.probes.query) if config.probes.query else None
+    checkpoints = {}
     for i, name in enumerate(config.models, 1):
         log.info("== model %d/%d: %s", i, len(config.models), name)
-        clf, history, source = _obtain(config, name)
-        if not main:
-            continue
+        checkpoints[name] = _checkpoint(config, name)
+    if not main:
+        return None
+    for name, (path, source) in checkpoints.items():
+        log.info("== analysing %s (%s)", name, path)
+        clf, history = _load(path)
         clf = clf.to(device)
         log.info("[%s] sensitivity sweep", name)
         res = sensitivity_sweep(
@@ -166,8 +172,6 @@ def run_study(config: StudyConfig) -> StudyResult | None:
             _fmt(row["ssi_shuffle"]),
             _fmt(row["ssi_mask"]),
         )
-    if not main:
-        return None
 
     log.info("== writing tables, plots and the report to %s", out)
     files = {f"comparison_{k}": v for k, v in save_table(comparison, out, "comparison").items()}
