@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add("--repeats", type=int, default=5, metavar="R", help="timed calls per measurement, median (default: 5)")
     add("--threads", type=int, metavar="T", help="torch CPU threads (1 gives steadier numbers on a busy CPU)")
     add("--no-timm", action="store_true", help="skip the timm reference even when timm is installed")
-    add("--out", default="bench", metavar="DIR", help="output folder (default: bench/)")
+    add("--out", default="results/bench", metavar="DIR", help="output folder (default: results/bench/)")
     add("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=run)
 
