@@ -160,6 +160,32 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def flex_kernel_check(n: int, batch: int, heads: int, head_dim: int, repeats: int) -> list[dict]:
+    """Kernel-only forward times: SDPA, flex with no score_mod, flex with the fixed-decay score_mod (CPU check)."""
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    from spatialvit.attention import ManhattanBias
+    from spatialvit.attention.decay import gamma_schedule
+
+    side = math.isqrt(n)
+    q, k, v = (torch.randn(batch, heads, n, head_dim) for _ in range(3))
+    rates = (-gamma_schedule(heads).log()).float()[None, :, None].expand(1, heads, n)
+    decay = ManhattanBias((side, side), rates, constant=True).score_mod(batch)
+    compiled = torch.compile(flex, dynamic=False)
+    cases = [
+        ("sdpa (no bias)", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)),
+        ("flex, no score_mod", lambda: compiled(q, k, v)),
+        ("flex, decay score_mod", lambda: compiled(q, k, v, score_mod=decay)),
+    ]
+    rows = []
+    with torch.no_grad():
+        for label, fn in cases:
+            rows.append(dict(kernel=label, N=n, ms=time_ms(fn, torch.device("cpu"), repeats, 5.0)))
+    for r in rows:
+        r["x_sdpa"] = r["ms"] / rows[0]["ms"]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024, 4096], help="token counts (squares)")
@@ -175,6 +201,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, help=f"subset of {[v[0] for v in VARIANTS]}")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the CSV/JSON/Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flex-kernel", action="store_true", help="only the kernel-level flex check at N=256")
     parser.add_argument("--from-csv", default=None, help="only re-print the tables and targets of a saved run")
     args = parser.parse_args()
     columns = ["variant", "backend", "N", "mode", "ms", "x_sdpa", "peak_MiB", "mem_x_sdpa", "note"]
@@ -189,6 +216,11 @@ def main() -> None:
             parser.error(f"--sizes must be perfect squares (square grids), got {n}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.flex_kernel:
+        warnings.simplefilter("ignore", UserWarning)
+        head_dim = args.dim // args.heads
+        print(markdown_table(flex_kernel_check(256, args.batch, args.heads, head_dim, max(repeats, 20)), 2))
+        return
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     variants = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
     warnings.simplefilter("ignore", UserWarning)
