@@ -8,9 +8,7 @@ import argparse
 import importlib
 import sys
 
-# Sub-commands, in the order ``--help`` lists them; each is the module of that name unless MODULES says otherwise.
-COMMANDS = ["models", "train", "eval"]
-MODULES = {"eval": "evaluate"}
+COMMANDS = ["models", "train", "eval", "sensitivity"]
 
 
 def build_parser() -> argparse.ArgumentParser:
