@@ -4,6 +4,8 @@ import itertools
 import math
 import os
 import socket
+import sys
+import types
 
 import pytest
 import torch
@@ -130,6 +132,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, linear):
     assert ckpt["epoch"] == 1 and len(ckpt["metrics"]) == 1
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
     assert len((tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()) == 2  # header + epoch 1
+
+
+def test_tensorboard_scalars_when_it_imports(tmp_path, linear, monkeypatch):
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, logdir: str) -> None:
+            calls.append(("open", logdir))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    result = fit(tiny(tmp_path, epochs=2, **linear))
+    assert calls[0] == ("open", str(result.run_dir)) and calls[-1] == ("close",)
+    for row in result.history:
+        assert ("test_top1", row["test_top1"], row["epoch"]) in calls
+        assert ("lr", row["lr"], row["epoch"]) in calls
 
 
 def test_model_and_image_size_errors(tmp_path):
