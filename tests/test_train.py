@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from spatialvit.data import DatasetInfo, TensorImageDataset, list_datasets, register_dataset
 from spatialvit.models import create_model, list_models, register_model
 from spatialvit.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, model_from_checkpoint
 from spatialvit.train.distributed import shard_indices
@@ -169,6 +170,19 @@ def test_model_and_image_size_errors(tmp_path):
         fit(tiny(tmp_path, model_kwargs={"no_such_arg": 1}))
     with pytest.raises(KeyError, match="unknown dataset"):
         fit(tiny(tmp_path, data="no_such_data"))
+
+
+def test_eval_on_data_of_another_shape_is_refused(tmp_path, linear):
+    if "_test_three_classes" not in list_datasets():
+
+        @register_dataset("_test_three_classes")
+        def three(root, split, img_size):
+            info = DatasetInfo("three", 3, 1, (8, 8), (0.5,), (0.25,))
+            return TensorImageDataset(torch.rand(6, 1, 8, 8), torch.arange(6) % 3, info)
+
+    result = fit(tiny(tmp_path, epochs=1, **linear))
+    with pytest.raises(ValueError, match="expects 10 classes of 1-channel 8x8 images but '_test_three_classes' has 3"):
+        evaluate_checkpoint(result.last_checkpoint, data="_test_three_classes")
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
