@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may change when a run is resumed: they do not alter the trajectory of the weights.
 RUNTIME_KEYS = frozenset(
-    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "threads"}
+    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "compile", "threads"}
 )
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
