@@ -71,6 +71,10 @@ def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, pref
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"grad of {n}: {m}")
     if "gate_weight" in names:
         assert g_fast[names.index("gate_weight")].abs().sum() > 0  # gradients reach the gate
+    _, attn = fast(x, GRID, return_attn=True)  # maps from every variant: rows are distributions
+    n = x.shape[1]
+    assert attn.shape == (2, HEADS, n, n) and (attn >= 0).all()
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, HEADS, n, dtype=torch.float64))
 
 
 def test_factorised_kernel_equals_dense_bias_with_prefix():
