@@ -293,6 +293,20 @@ def _data_mean(loader: Iterable) -> torch.Tensor:
     return (total / count).float()
 
 
+def _batch_stats(clean_logp: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Sums over a batch of log-probabilities ``[B, classes]``: (top-1 hits, top-5 hits, prediction flips against
+    the clean arg-max, KL(clean || perturbed)); hits are 0 without labels. Returns float64 ``[4]``."""
+    pred = logp.argmax(-1)
+    flips = (pred != clean_logp.argmax(-1)).sum()
+    kl = (clean_logp.exp() * (clean_logp - logp)).sum(-1).clamp_min(0).sum()
+    if labels is None:
+        hit1 = hit5 = torch.zeros((), device=logp.device)
+    else:
+        hit1 = (pred == labels).sum()
+        hit5 = (logp.topk(min(5, logp.shape[1])).indices == labels[:, None]).any(-1).sum()
+    return torch.stack([hit1, hit5, flips, kl]).double()
+
+
 @torch.inference_mode()
 def sensitivity_sweep(
     model: nn.Module,
@@ -387,26 +401,15 @@ def sensitivity_sweep(
             clean_logp = predict(x)
             bar.update()
             classes = clean_logp.shape[1]
-            k = min(5, classes)
-            pred = clean_logp.argmax(-1)
             if labeled:
                 y = y.to(device)
                 if int(y.max()) >= classes or int(y.min()) < 0:
                     raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
-                clean += torch.stack([(pred == y).sum(), (clean_logp.topk(k).indices == y[:, None]).any(-1).sum()])
-            p_clean = clean_logp.exp()
+            clean += _batch_stats(clean_logp, clean_logp, y)[:2]
             for i, s in enumerate(settings):
                 for r in range(repeats):
-                    logp = predict(s.apply(x, s.seed(seed, r), index, **options))
+                    stats[i, r] += _batch_stats(clean_logp, predict(s.apply(x, s.seed(seed, r), index, **options)), y)
                     bar.update()
-                    kl = (p_clean * (clean_logp - logp)).sum(-1).clamp_min(0).sum()
-                    flips = (logp.argmax(-1) != pred).sum()
-                    if labeled:
-                        hit1 = (logp.argmax(-1) == y).sum()
-                        hit5 = (logp.topk(k).indices == y[:, None]).any(-1).sum()
-                    else:
-                        hit1 = hit5 = torch.zeros((), device=device)
-                    stats[i, r] += torch.stack([hit1, hit5, flips, kl]).to(stats.dtype)
             seen += len(x)
     finally:
         bar.close()
