@@ -4,7 +4,7 @@
 ``[0, 1]`` with an ``info`` (:class:`DatasetInfo`: classes, channels, size, mean/std).
 """
 
-from . import digits  # noqa: F401  (registers "digits")
+from . import digits, images  # noqa: F401  (register "digits"; "cifar10", "cifar100(_coarse)", "svhn", "folder")
 from .base import (
     DatasetInfo,
     Normalize,
@@ -15,11 +15,18 @@ from .base import (
     register_dataset,
 )
 from .digits import resize_images
+from .images import ImageFolderDataset
+from .transforms import BatchTransform, MixUpCutMix, RandAugment, build_train_transform
 
 __all__ = [
+    "BatchTransform",
     "DatasetInfo",
+    "ImageFolderDataset",
+    "MixUpCutMix",
     "Normalize",
+    "RandAugment",
     "TensorImageDataset",
+    "build_train_transform",
     "channel_stats",
     "list_datasets",
     "load_dataset",

@@ -56,6 +56,18 @@ class TensorImageDataset(Dataset):
         img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
         return img, int(self.labels[i])
 
+    def get_batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[B, C, H, W]`` (float, [0, 1]) and labels ``[B]`` for ``indices``, gathered in one indexing op."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        img = self.images[idx]
+        return (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()), self.labels[idx]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """Batched fetch used by ``DataLoader`` (torch passes the batch's index list and hands the returned list of
+        samples to ``collate_fn``): one gather and one conversion instead of a Python call per image."""
+        images, labels = self.get_batch(indices)
+        return list(zip(images.unbind(0), labels.tolist()))
+
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel on ``[B, C, H, W]``; prepend it to a model that expects normalised input."""
@@ -69,10 +81,24 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of ``images [N, C, H, W]`` (uint8 or [0, 1] floats) on the [0, 1] scale."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``images [N, C, H, W]`` (uint8 or [0, 1] floats) on the [0, 1] scale.
+
+    Accumulates float64 sums ``chunk`` images at a time, so a 50,000-image uint8 set never becomes one float copy.
+    """
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [N, C, H, W] tensor, got {tuple(images.shape)}")
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].double()
+        x = x / 255.0 if images.dtype == torch.uint8 else x
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    n = images[:, 0].numel()
+    mean = total / n
+    var = (squares - n * mean.square()) / max(n - 1, 1)
+    return tuple(mean.tolist()), tuple(var.clamp_min(0).sqrt().clamp_min(1e-6).tolist())
 
 
 Loader = Callable[..., Dataset]
