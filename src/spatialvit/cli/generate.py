@@ -33,7 +33,7 @@ def _sampling_args(p: argparse.ArgumentParser, per_class: int) -> None:
     g.add_argument("--per-class", type=int, default=per_class, help=f"samples per class (default {per_class})")
     g.add_argument("--sample-steps", type=int, default=10, help="ODE steps (default 10)")
     g.add_argument("--sampler", choices=SAMPLERS, default="heun", help="ODE solver (default heun: 2 calls/step)")
-    g.add_argument("--cfg-scale", type=float, default=1.5, help="classifier-free guidance scale; 1 = none")
+    g.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale; 1 = none (default 2)")
     g.add_argument("--raw-weights", action="store_true", help="sample with the raw weights instead of the EMA")
 
 

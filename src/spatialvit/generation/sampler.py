@@ -34,7 +34,7 @@ def sample(
     labels: torch.Tensor,
     steps: int = 20,
     method: str = "heun",
-    cfg_scale: float = 1.5,
+    cfg_scale: float = 2.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
