@@ -11,7 +11,7 @@ from PIL import Image
 from scipy.io import savemat
 from torch.utils.data import DataLoader, Subset
 
-from spatialvit.data import TensorImageDataset, channel_stats, load_dataset
+from spatialvit.data import TensorImageDataset, channel_stats, load_dataset, resize_images
 from spatialvit.data.base import DatasetInfo
 
 RNG = np.random.default_rng(0)
@@ -122,6 +122,9 @@ def test_cifar_img_size_resizes(tmp_path):
     assert ds.images.shape == (4, 3, 16, 16) and ds.images.dtype == torch.uint8
     assert ds.info.img_size == (16, 16)
     assert ds[0][0].shape == (3, 16, 16)
+    original = load_dataset(f"cifar10:{root}", "test").images
+    expected = (resize_images(original.float() / 255, 16) * 255).round().to(torch.uint8)
+    assert torch.equal(ds.images, expected)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +196,11 @@ def test_image_folder_stats_come_from_training_images(tmp_path):
     imgs = torch.stack([(decode_image(f, 8) * 255).round().to(torch.uint8) for f in train_files])
     mean, std = channel_stats(imgs)
     assert ds.info.mean == pytest.approx(mean) and ds.info.std == pytest.approx(std)
+    # stats_images=2 takes every third of the 6 training files: cat/0.png and dog/1.JPEG.
+    few = load_dataset(f"folder:{root}", "train", img_size=8, stats_images=2).info
+    picked = [root / "train" / "cat" / "0.png", root / "train" / "dog" / "1.JPEG"]
+    mean2, std2 = channel_stats(torch.stack([(decode_image(f, 8) * 255).round().to(torch.uint8) for f in picked]))
+    assert few.mean == pytest.approx(mean2) and few.std == pytest.approx(std2)
 
 
 # --------------------------------------------------------------------------------------- batched DataLoader
@@ -278,6 +286,17 @@ def test_corrupt_cifar_batches_raise_value_errors_naming_the_file(tmp_path, cont
     assert str(target) in str(err.value)
 
 
+def test_cifar_pickles_from_numpy_1_load(tmp_path):
+    # The published files were written by Python 2 / numpy 1: their arrays name numpy.core.multiarray._reconstruct.
+    root = write_cifar10(tmp_path / "c10")
+    d = {b"data": _cifar_data(2), b"labels": [4, 5]}
+    stream = pickle.dumps(d, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in stream
+    (root / "test_batch").write_bytes(stream)
+    ds = load_dataset(f"cifar10:{root}", "test")
+    assert ds.labels.tolist() == [4, 5] and torch.equal(ds.images[1].flatten(), torch.from_numpy(d[b"data"][1]))
+
+
 class _Exploit:
     def __reduce__(self):
         return (print, ("this should never run",))
@@ -309,6 +328,7 @@ def test_bad_cifar_meta(tmp_path):
         ({"X": np.zeros((32, 32, 1, 2), np.uint8), "y": np.ones((2, 1))}, r"X is uint8 \(32, 32, 1, 2\)"),
         ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1))}, r"with 3 labels"),
         ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[0], [3]])}, r"labels in \[0, 3\]"),
+        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1.5], [3]])}, r"labels in \[1.5, 3.0\]"),
     ],
 )
 def test_corrupt_svhn_files_raise_value_errors(tmp_path, content, message):
@@ -360,3 +380,5 @@ def test_unknown_dataset_and_split():
         load_dataset("cifar-10:/x")
     with pytest.raises(ValueError, match="split must be"):
         load_dataset("digits", split="val")
+    with pytest.raises(ValueError, match="img_size must be a positive int"):
+        load_dataset("digits", img_size=0)

@@ -1,9 +1,12 @@
-"""Batch augmentations: each piece against a naive per-image reference or a known image, reproducibility from the
-generator, soft targets that match what was done to the pixels, and the errors promised for bad input."""
+"""Batch augmentations: each piece against a naive per-image reference, Pillow's implementation or a known image,
+reproducibility from the generator, soft targets that match what was done to the pixels, and the errors promised
+for bad input."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageEnhance, ImageOps
 from scipy import stats
 
 from spatialvit.data import transforms as T
@@ -168,6 +171,41 @@ def test_cutout_fills_one_square_per_image():
     for c in changed:
         ys, xs = c.nonzero(as_tuple=True)
         assert len(ys) <= 16 and len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+
+
+def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].double() / 255
+
+
+def test_pixel_ops_match_pil_within_its_uint8_rounding():
+    arr = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    img, x = Image.fromarray(arr), _pil_to_tensor(Image.fromarray(arr))
+    cases = [(ImageOps.posterize(img, 3), T.posterize(x, 3)), (ImageOps.solarize(img, 100), T.solarize(x, 100 / 255))]
+    cases.append((ImageOps.autocontrast(img), T.autocontrast(x)))
+    for factor in (0.3, 1.7):
+        cases.append((ImageEnhance.Brightness(img).enhance(factor), T.brightness(x, factor)))
+        cases.append((ImageEnhance.Contrast(img).enhance(factor), T.contrast(x, factor)))
+        cases.append((ImageEnhance.Sharpness(img).enhance(factor), T.sharpness(x, factor)))
+    for ref, ours in cases:  # PIL rounds to uint8 (and its contrast mean to an integer): within 1.5 levels
+        assert (_pil_to_tensor(ref) - ours).abs().max() * 255 < 1.5
+
+
+def test_geometric_ops_match_pil_bilinear_inside_the_image():
+    arr = np.random.default_rng(1).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    img, x = Image.fromarray(arr), _pil_to_tensor(Image.fromarray(arr))
+    grey, bilinear = (128, 128, 128), Image.Resampling.BILINEAR
+    fill, H = 128 / 255, 12
+    cases = [
+        (img.rotate(17.0, resample=bilinear, fillcolor=grey), T.rotate(x, torch.tensor([17.0]), fill)),
+        (img.rotate(-30.0, resample=bilinear, fillcolor=grey), T.rotate(x, torch.tensor([-30.0]), fill)),
+        # PIL's AFFINE data maps output (x, y) to input (a x + b y + c, d x + e y + f), origin at the corner.
+        (img.transform(img.size, Image.Transform.AFFINE, (1, 0.3, -0.3 * H / 2, 0, 1, 0), bilinear, fillcolor=grey),
+         T.shear(x, torch.tensor([[0.3, 0.0]]), fill)),
+        (img.transform(img.size, Image.Transform.AFFINE, (1, 0, -2.5, 0, 1, 1.5), bilinear, fillcolor=grey),
+         T.translate(x, torch.tensor([[2.5, -1.5]]), fill)),
+    ]  # fmt: skip
+    for ref, ours in cases:  # the two treat the outermost pixels differently; compare away from the border
+        assert (_pil_to_tensor(ref) - ours)[..., 2:-2, 3:-3].abs().max() * 255 < 1.5
 
 
 # ----------------------------------------------------------------------------------------------- RandAugment

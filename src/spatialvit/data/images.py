@@ -223,7 +223,7 @@ def _svhn_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     X, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
     if X.dtype != np.uint8 or X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
         raise ValueError(f"{path}: X is {X.dtype} {X.shape} with {len(y)} labels; expected {SVHN_FORMAT}")
-    if len(y) and (y.min() < 1 or y.max() > 10):
+    if len(y) and (y.min() < 1 or y.max() > 10 or not np.array_equal(y, np.round(y))):
         raise ValueError(f"{path}: labels in [{y.min()}, {y.max()}]; expected {SVHN_FORMAT}")
     images = torch.from_numpy(np.ascontiguousarray(X.transpose(3, 2, 0, 1)))
     return images, torch.from_numpy(y.astype(np.int64) % 10)
