@@ -8,7 +8,9 @@ import argparse
 import importlib
 import sys
 
+# Sub-commands, in the order ``--help`` lists them; each is the module of that name unless MODULES says otherwise.
 COMMANDS = ["models", "train", "eval", "sensitivity", "generate"]
+MODULES = {"eval": "evaluate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
