@@ -27,6 +27,14 @@ from ..models.vit import SIZES
 from ..report.tables import markdown_table, save_table
 from ..train.checkpoint import classifier_from_checkpoint
 
+EPILOG = """examples:
+  spatialvit train --model resnet_small --data digits --img-size 16 --out runs/clf      # the judge classifier
+  spatialvit generate train --mixer cag --out runs/gen/cag                              # digits 16x16, micro DiT
+  spatialvit generate train --mixer cag --out runs/gen/cag --steps 3000 --resume        # go on where it stopped
+  spatialvit generate sample runs/gen/cag/denoiser.pt --out cag.png --cfg-scale 3
+  spatialvit generate evaluate runs/gen/*/denoiser.pt --classifier runs/clf/best.pt --out runs/gen/eval
+"""
+
 
 def _sampling_args(p: argparse.ArgumentParser, per_class: int) -> None:
     g = p.add_argument_group("sampling")
@@ -53,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "classifier-free guidance. `evaluate` scores samples with a classifier trained by `spatialvit train` on "
         "the same data: FID and precision/recall on its penultimate features (NOT Inception-FID, not comparable "
         "to published numbers) and its accuracy on the requested classes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
