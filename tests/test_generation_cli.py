@@ -65,3 +65,6 @@ def test_clean_errors(tmp_path, capsys):
     assert "softmax" in capsys.readouterr().err
     assert main(["generate", "sample", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    same = [str(tmp_path / "run" / "denoiser.pt")] * 2
+    assert main(["generate", "evaluate", *same, "--classifier", "c.pt", "--out", str(tmp_path)]) == 2
+    assert "repeat" in capsys.readouterr().err

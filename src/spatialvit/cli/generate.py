@@ -213,6 +213,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     _setup(args)
+    runs = [path.parent.name or path.stem for path in args.checkpoints]
+    if len(set(runs)) != len(runs):
+        raise ValueError(f"each checkpoint is named by its folder, and these repeat: {runs}; use distinct folders")
     classifier, clf_info = classifier_from_checkpoint(args.classifier, map_location=args.device)
     first_info = denoiser_from_checkpoint(args.checkpoints[0])[1]
     spec = args.data or first_info.name
@@ -232,7 +235,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = generation_metrics(classifier, reference, test_x, test_y, args.k)
     rows = [{"run": f"real {spec} test split", "mixer": None, "params": None, "train_steps": None}]
     rows[0].update(samples=len(test_x), **metrics, sample_s=None)
-    for path in args.checkpoints:
+    for run, path in zip(runs, args.checkpoints):
         model, info, ckpt = denoiser_from_checkpoint(path, use_ema=not args.raw_weights)
         if info != first_info:
             raise ValueError(
@@ -241,7 +244,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         images, labels = _samples(model.to(args.device), args)
         seconds = time.perf_counter() - start
-        run = path.parent.name or path.stem
         save_image_grid(images, args.out / f"{run}_samples.png", ncol=args.per_class)
         row = {
             "run": run,
