@@ -304,6 +304,12 @@ def test_resume_refuses_another_model(digits8, tmp_path):
     train_denoiser(tiny_dit(), images[:8], labels[:8], info, cfg, tmp_path / "d.pt", progress=False)
     with pytest.raises(ValueError, match="cannot resume"):
         train_denoiser(tiny_dit(depth=1), images[:8], labels[:8], info, cfg, tmp_path / "d.pt", resume=True)
+    other = DatasetInfo("other", 10, 1, (8, 8), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_denoiser(tiny_dit(), images[:8], labels[:8], other, cfg, tmp_path / "d.pt", resume=True)
+    with pytest.raises(ValueError, match="cannot resume"):
+        lr = DenoiserConfig(steps=1, batch_size=4, checkpoint_every=1, lr=0.1)
+        train_denoiser(tiny_dit(), images[:8], labels[:8], info, lr, tmp_path / "d.pt", resume=True)
 
 
 def test_classifier_checkpoint_is_not_a_denoiser(tmp_path):

@@ -91,6 +91,8 @@ def train_denoiser(
         ckpt = load_denoiser_checkpoint(checkpoint)
         if ckpt["model_kwargs"] != model_kwargs:
             raise ValueError(f"cannot resume: checkpoint model {ckpt['model_kwargs']} differs from {model_kwargs}")
+        if DatasetInfo.from_dict(ckpt["data_info"]) != info:
+            raise ValueError(f"cannot resume: checkpoint was trained on {ckpt['data_info']}, not {info.to_dict()}")
         free = ("steps", "checkpoint_every")  # a resumed run may go on longer
         saved = {k: v for k, v in ckpt["config"].items() if k not in free}
         if saved != {k: v for k, v in asdict(config).items() if k not in free}:
