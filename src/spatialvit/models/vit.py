@@ -6,14 +6,13 @@ positional embedding, MLP, stochastic depth) stays identical, so comparisons mea
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..attention import create_attention, get_attention
+from ..attention import create_attention
 from .layers import DropPath, LayerScale, Mlp, PatchEmbed, resample_pos_embed, sincos_pos_embed_2d, trunc_normal_init
 from .registry import register_model
 
@@ -34,12 +33,14 @@ class Block(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         layer_scale_init: float | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = create_attention(
             attn_layer,
             dim,
+            grid=grid,
             num_heads=num_heads,
             num_prefix_tokens=num_prefix_tokens,
             qkv_bias=qkv_bias,
@@ -137,7 +138,7 @@ class VisionTransformer(nn.Module):
                 embed_dim,
                 num_heads,
                 layers[i],
-                self._mixer_kwargs(layers[i], attn_kwargs or {}),
+                dict(attn_kwargs or {}),
                 self.num_prefix_tokens,
                 mlp_ratio,
                 qkv_bias,
@@ -145,6 +146,7 @@ class VisionTransformer(nn.Module):
                 attn_drop_rate,
                 dpr[i],
                 layer_scale_init,
+                self.grid,
             )
             for i in range(depth)
         )
@@ -154,14 +156,6 @@ class VisionTransformer(nn.Module):
         self.apply(trunc_normal_init)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-
-    def _mixer_kwargs(self, name: str, attn_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``attn_kwargs`` for mixer ``name``; mixers with grid-shaped parameters (a ``pos_grid`` argument) are
-        sized for this model's patch grid unless the caller chose otherwise."""
-        kwargs = dict(attn_kwargs)
-        if "pos_grid" in inspect.signature(get_attention(name)).parameters:
-            kwargs.setdefault("pos_grid", self.grid)
-        return kwargs
 
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Add the positional embedding for ``grid`` to patch tokens ``[B, H*W, C]`` and prepend prefix tokens."""
