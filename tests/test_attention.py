@@ -265,7 +265,7 @@ def test_registered_model_trains_one_step(name):
     )
     torch.manual_seed(0)
     x, y = torch.rand(8, 3, img, img), torch.arange(8) % 4
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(model.parameters(), lr=0.003)
     loss = torch.nn.functional.cross_entropy(model(x), y)
     opt.zero_grad()
     loss.backward()
