@@ -16,7 +16,7 @@ Train (or load) a set of models on one dataset, run the block shuffle/mask sensi
 measure the mean attention distance per layer and head of every ViT, and write a report.
 
 Default (no --config): the bundled digits at 32x32, six micro models (small ResNet, plain ViT, conv-Q/K/V,
-positional attention, RMT decay, SDT), a few epochs each: about 6-9 minutes on a 2-core CPU.
+positional attention, RMT decay, SDT), 4 epochs each: 2-7 minutes on a shared 2-core CPU.
 
 Writes to --out: report.md and a self-contained report.html; comparison.csv/json/md (params, clean
 top-1, shuffle/mask sensitivity index, mean attention distance, train time, img/s); sweep.* and

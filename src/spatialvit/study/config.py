@@ -80,7 +80,7 @@ class StudyConfig:
         fixed = [k for k in self.train if k in STUDY_KEYS]
         if fixed:
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
-        self.train_config("resnet_small")  # validates the train mapping
+        self.train_config(self.models[0])  # validates the train mapping
         if self.sensitivity.repeats < 1 or self.probes.images < 1 or self.probes.example_images < 1:
             raise ValueError("sensitivity.repeats, probes.images and probes.example_images must be >= 1")
 
