@@ -110,3 +110,7 @@ def test_every_recipe_parses(path):
         TrainConfig.from_yaml(path)
     else:
         assert StudyConfig.from_yaml(path).models
+
+
+def test_the_digits_recipe_is_the_embedded_default():
+    assert StudyConfig.from_yaml(ROOT / "configs" / "study_digits.yaml") == StudyConfig()
