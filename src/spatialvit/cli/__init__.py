@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ["models"]
+COMMANDS = ["models", "synth"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 ``[0, 1]`` with an ``info`` (:class:`DatasetInfo`: classes, channels, size, mean/std).
 """
 
-from . import digits  # noqa: F401  (registers "digits")
+from . import digits, synthetic  # noqa: F401  (registers "digits", "synthetic")
 from .base import (
     DatasetInfo,
     Normalize,
