@@ -1,6 +1,7 @@
 """Synthetic data model, image rendering, dataset registration, the simplified model (against a naive loop, with
 float64 gradients) and tiny end-to-end runs of training, transfer and the CLI."""
 
+import json
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from spatialvit.data.synthetic import (
     render_images,
     sample_synthetic,
 )
+from spatialvit.models import create_model
 from spatialvit.synth.experiments import (
     FitSettings,
     global_count_accuracy,
@@ -23,6 +25,7 @@ from spatialvit.synth.experiments import (
     transfer_experiment,
 )
 from spatialvit.synth.model import ACTIVATIONS, SimplifiedViT
+from spatialvit.train.checkpoint import save_checkpoint
 
 TINY = SyntheticConfig(grid=(4, 4), d=16, group=(2, 2), patch_pixels=2, in_chans=4)
 
@@ -191,6 +194,15 @@ def test_cli_train_associate_transfer(tmp_path, capsys):
         assert (tmp_path / "t" / f).is_file()
     assert main(["synth", "associate", str(tmp_path / "t" / "model.pt"), "--out", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "association.md").is_file()
+    # A ViT checkpoint trained (here: not trained) on the image rendering: one row per block.
+    vit_kwargs = dict(img_size=8, patch_size=2, in_chans=4, num_classes=2, embed_dim=16, depth=2, num_heads=2)
+    info = load_dataset(f"synthetic:{data}", "test", n=2).info
+    state = {"model_name": "vit_micro_patch4", "model_kwargs": vit_kwargs, "data_info": info.to_dict()}
+    state["model"] = create_model("vit_micro_patch4", **vit_kwargs).state_dict()
+    save_checkpoint(tmp_path / "vit.pt", state)
+    vit_args = ["synth", "associate", str(tmp_path / "vit.pt"), "--data", data, "--images", "4", "--per-head"]
+    assert main([*vit_args, "--out", str(tmp_path / "v")]) == 0
+    assert len(json.loads((tmp_path / "v" / "association.json").read_text())) == 2 * 3  # 2 blocks x (mean + 2 heads)
     args = ["synth", "transfer", *common, "--steps", "5", "--finetune-steps", "5", "--ns", "4,8", "--seeds", "1"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 0
     assert (tmp_path / "x" / "transfer.png").is_file() and (tmp_path / "x" / "transfer.csv").is_file()

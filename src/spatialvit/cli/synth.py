@@ -7,10 +7,9 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
+from ..data import Normalize
 from ..data.synthetic import SyntheticConfig, load_synthetic, make_partition, sample_synthetic, synthetic_info
-from ..probes.association import CLUSTER_METHODS, association_report, vit_attention_matrix
+from ..probes.association import CLUSTER_METHODS, association_report
 from ..report.synthetic_plots import plot_association_history, plot_attention_groups, plot_transfer
 from ..report.tables import markdown_table, save_table
 from ..synth.experiments import (
@@ -20,6 +19,7 @@ from ..synth.experiments import (
     summarise_transfer,
     train_association,
     transfer_experiment,
+    vit_association,
 )
 from ..synth.model import ACTIVATIONS, SimplifiedViT
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -192,26 +192,18 @@ def run_associate(args: argparse.Namespace) -> int:
         if args.data is None:
             raise ValueError("a ViT checkpoint needs --data with the synthetic options it was trained on")
         cfg = SyntheticConfig.from_string(args.data)
-        model, _, ckpt = model_from_checkpoint(args.model)
-        ds = load_synthetic(args.data, "test", None, n=args.images)
-        images = torch.stack([ds[i][0] for i in range(len(ds))])
-        images = (images - torch.tensor(ds.info.mean).view(1, -1, 1, 1)) / torch.tensor(ds.info.std).view(1, -1, 1, 1)
-        groups = make_partition(cfg)
-        best = None
-        for block in range(len(model.blocks)):
-            heads = [None] + (list(range(model.blocks[block].attn.num_heads)) if args.per_head else [])
-            for head in heads:
-                A = vit_attention_matrix(model, images, block, cfg.grid, head=head)
-                row = {"model": ckpt["model_name"], "block": block, "head": "mean" if head is None else head}
-                rows.append({**row, **association_report(A, groups, args.cluster)})
-                if head is None and (best is None or rows[-1]["mass"] > best[0]):
-                    best = (rows[-1]["mass"], block, A)
+        model, info, ckpt = model_from_checkpoint(args.model)
+        images = load_synthetic(args.data, "test", None, n=args.images).images
+        images = Normalize(info.mean, info.std)(images)  # the normalisation the model was trained with
+        vit_rows, maps = vit_association(model, images, cfg, args.per_head, args.cluster)
+        rows = [{"model": ckpt["model_name"], **r} for r in vit_rows]
+        best = max(maps, key=lambda b: next(r["mass"] for r in vit_rows if r["block"] == b and r["head"] == "mean"))
         plot_attention_groups(
-            best[2],
-            groups,
+            maps[best],
+            make_partition(cfg),
             cfg.grid,
             args.out / "attention.png",
-            f"{ckpt['model_name']} block {best[1]} (highest within-group mass)",
+            f"{ckpt['model_name']} block {best} (highest within-group mass)",
         )
     save_table(rows, args.out, "association")
     print(markdown_table(rows))

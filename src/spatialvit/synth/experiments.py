@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.synthetic import SyntheticConfig, SyntheticSamples, make_features, make_partition, sample_synthetic
-from ..probes.association import association_report
+from ..probes.association import association_report, vit_attention_matrix
 from .model import SimplifiedViT
 
 Row = dict[str, Any]
@@ -20,12 +20,15 @@ TEST_SEED_OFFSET = 1_000_003
 @dataclass(frozen=True)
 class FitSettings:
     """Plain (S)GD on the logistic loss: ``batch_size=None`` is full-batch gradient descent; ``attn_lr`` (default
-    ``lr``) is the step size of the attention parameters, whose gradients through the softmax are much smaller."""
+    ``lr``) is the step size of the attention parameters, whose gradients through the softmax are much smaller;
+    ``max_step`` caps the norm of each parameter group's update ``lr * grad`` (clipped GD: with the z^5 activation
+    the gradient of Q grows by orders of magnitude once attention starts to concentrate)."""
 
     steps: int = 300
     lr: float = 0.1
     attn_lr: float | None = None
     batch_size: int | None = None
+    max_step: float | None = None
     reset_diagonal: bool = True
     train_attention: bool = True
     eval_every: int = 10
@@ -68,6 +71,9 @@ def fit(
         loss = model.loss(model(train.x[idx]), train.labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if settings.max_step is not None:
+            for group in opt.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], settings.max_step / group["lr"])
         opt.step()
         if settings.reset_diagonal:
             model.reset_diagonal()
@@ -178,3 +184,26 @@ def summarise_transfer(rows: Sequence[Row]) -> list[Row]:
         std = float(acc.std()) if len(acc) > 1 else 0.0
         out.append({"arm": arm, "n": n, "seeds": len(acc), "test_acc_mean": float(acc.mean()), "test_acc_std": std})
     return out
+
+
+def vit_association(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    cfg: SyntheticConfig,
+    per_head: bool = False,
+    cluster: str | None = "spectral",
+) -> tuple[list[Row], dict[int, torch.Tensor]]:
+    """Association of every block of a ViT (``attention_maps`` hook) on normalised ``images`` of task ``cfg``:
+    one row per block (heads averaged) and, with ``per_head``, per head; plus the head-averaged ``A`` per block."""
+    groups = make_partition(cfg)
+    rows: list[Row] = []
+    maps: dict[int, torch.Tensor] = {}
+    for block in range(len(model.attention_maps(images[:1]))):
+        heads = [None] + (list(range(model.attention_maps(images[:1])[block].shape[1])) if per_head else [])
+        for head in heads:
+            A = vit_attention_matrix(model, images, block, cfg.grid, head=head)
+            if head is None:
+                maps[block] = A
+            row = {"block": block, "head": "mean" if head is None else head}
+            rows.append({**row, **association_report(A, groups, cluster)})
+    return rows, maps
