@@ -25,10 +25,19 @@ from ..synth.model import ACTIVATIONS, SimplifiedViT
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 SIMPLIFIED = "synth_simplified"
-# The re-implementation's small setting: 10 patches of dimension 100 in random pairs, 50k samples, 300 GD steps.
+# Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
+# pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
 PRESETS = {
-    "image": dict(data="", n_train=10_000, steps=600),
-    "small": dict(data="grid=1x10,d=100,group=1x2,partition=random", n_train=50_000, steps=300),
+    "image": dict(data="", n_train=10_000, steps=1000, lr=0.05, attn_lr=3000.0, max_step=0.3, value_init_std=0.05),
+    "small": dict(
+        data="grid=1x10,d=100,group=1x2,partition=random",
+        n_train=50_000,
+        steps=300,
+        lr=0.1,
+        attn_lr=100.0,
+        max_step=None,
+        value_init_std=0.01,
+    ),
 }
 DATA_HELP = (
     "data options key=value,... : grid=8 (or HxW), d=48, group=2 (or 2x2), partition=local|random, q=(default "
@@ -108,13 +117,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset: 600 / 300)")
-    p.add_argument("--lr", type=float, default=0.1, help="step size of the value vectors (default 0.1)")
-    p.add_argument("--attn-lr", type=float, default=1000.0, help="step size of Q (default 1000; see docs)")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset image: 1000, small: 300)")
+    p.add_argument("--lr", type=float, default=None, help="step size of the value vectors (preset: 0.05 / 0.1)")
+    p.add_argument("--attn-lr", type=float, default=None, help="step size of Q (preset: 3000 / 100; see docs)")
+    p.add_argument("--max-step", type=float, default=None, help="cap on each update's norm (preset: 0.3 / none)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default poly5")
     p.add_argument("--values", type=int, default=1, help="value vectors per output (default 1)")
-    p.add_argument("--value-init-std", type=float, default=0.01, help="init std of the values (default 0.01)")
+    p.add_argument("--value-init-std", type=float, default=None, help="init std of the values (preset: 0.05 / 0.01)")
     p.add_argument("--no-reset-diagonal", action="store_true", help="let Q's diagonal train (default: reset)")
     p.add_argument("--eval-every", type=int, default=10, help="evaluate every k steps (default 10)")
 
@@ -122,10 +132,10 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> tuple[SyntheticConfig, int, FitSettings]:
     preset = PRESETS[args.preset]
     cfg = SyntheticConfig.from_string(",".join(filter(None, [preset["data"], args.data])))
+    pick = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in ("lr", "attn_lr", "max_step")}
     settings = FitSettings(
         steps=args.steps or preset["steps"],
-        lr=args.lr,
-        attn_lr=args.attn_lr,
+        **pick,
         batch_size=args.batch_size,
         reset_diagonal=not args.no_reset_diagonal,
         eval_every=args.eval_every,
@@ -134,7 +144,8 @@ def _config(args: argparse.Namespace) -> tuple[SyntheticConfig, int, FitSettings
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return dict(activation=args.activation, num_values=args.values, value_init_std=args.value_init_std)
+    std = PRESETS[args.preset]["value_init_std"] if args.value_init_std is None else args.value_init_std
+    return dict(activation=args.activation, num_values=args.values, value_init_std=std)
 
 
 def run_train(args: argparse.Namespace) -> int:
