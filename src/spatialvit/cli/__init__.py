@@ -8,8 +8,9 @@ import argparse
 import importlib
 import sys
 
-# Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ["models", "synth"]
+# Sub-commands, in the order ``--help`` lists them; each is the module of that name unless MODULES says otherwise.
+COMMANDS = ["models", "train", "eval", "sensitivity", "synth"]
+MODULES = {"eval": "evaluate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f".{name}", __name__).add_parser(sub)
+        importlib.import_module(f".{MODULES.get(name, name)}", __name__).add_parser(sub)
     return parser
 
 

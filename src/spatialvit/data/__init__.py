@@ -4,7 +4,9 @@
 ``[0, 1]`` with an ``info`` (:class:`DatasetInfo`: classes, channels, size, mean/std).
 """
 
-from . import digits, synthetic  # noqa: F401  (registers "digits", "synthetic")
+from . import digits, images, synthetic  # noqa: F401  (register "digits"; "cifar10", "cifar100(_coarse)", "svhn",
+
+# "folder"; "synthetic")
 from .base import (
     DatasetInfo,
     Normalize,
@@ -15,11 +17,18 @@ from .base import (
     register_dataset,
 )
 from .digits import resize_images
+from .images import ImageFolderDataset
+from .transforms import BatchTransform, MixUpCutMix, RandAugment, build_train_transform
 
 __all__ = [
+    "BatchTransform",
     "DatasetInfo",
+    "ImageFolderDataset",
+    "MixUpCutMix",
     "Normalize",
+    "RandAugment",
     "TensorImageDataset",
+    "build_train_transform",
     "channel_stats",
     "list_datasets",
     "load_dataset",

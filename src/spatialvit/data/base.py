@@ -56,6 +56,18 @@ class TensorImageDataset(Dataset):
         img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
         return img, int(self.labels[i])
 
+    def get_batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[B, C, H, W]`` (float, [0, 1]) and labels ``[B]`` for ``indices``, gathered in one indexing op."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        img = self.images.index_select(0, idx)  # much faster than images[idx] for a 1-D index on CPU
+        return (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()), self.labels.index_select(0, idx)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """Batched fetch used by ``DataLoader`` (torch passes the batch's index list and hands the returned list of
+        samples to ``collate_fn``): one gather and one conversion instead of a Python call per image."""
+        images, labels = self.get_batch(indices)
+        return list(zip(images.unbind(0), labels.tolist()))
+
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel on ``[B, C, H, W]``; prepend it to a model that expects normalised input."""
@@ -69,10 +81,31 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of ``images [N, C, H, W]`` (uint8 or [0, 1] floats) on the [0, 1] scale."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``images [N, C, H, W]`` (uint8 or [0, 1] floats) on the [0, 1] scale.
+
+    uint8 images are reduced to exact per-channel histograms; floats to float64 sums, ``chunk`` images at a time —
+    so a 50,000-image set never becomes one float copy.
+    """
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [N, C, H, W] tensor, got {tuple(images.shape)}")
+    C = images.shape[1]
+    total = torch.zeros(C, dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].transpose(0, 1).reshape(C, -1)
+        if images.dtype == torch.uint8:
+            counts = torch.stack([torch.bincount(row, minlength=256) for row in x]).double()  # [C, 256]
+            total += counts @ levels
+            squares += counts @ levels.square()
+        else:
+            total += x.double().sum(1)
+            squares += x.double().square().sum(1)
+    n = images[:, 0].numel()
+    mean = total / n
+    var = (squares - n * mean.square()) / max(n - 1, 1)
+    return tuple(mean.tolist()), tuple(var.clamp_min(0).sqrt().clamp_min(1e-6).tolist())
 
 
 Loader = Callable[..., Dataset]
@@ -104,4 +137,6 @@ def load_dataset(spec: str, split: str = "train", img_size: int | None = None, *
         raise unknown_name("dataset", name, _DATASETS, f"Available: {', '.join(list_datasets())}.")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1):
+        raise ValueError(f"img_size must be a positive int (or None to keep the dataset's size), got {img_size!r}")
     return _DATASETS[name](root or None, split, img_size, **kwargs)

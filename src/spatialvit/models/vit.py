@@ -232,3 +232,8 @@ def register_vit_family(family: str, **defaults: Any) -> None:
 
 # The model families: one line per mechanism.
 register_vit_family("", attn_layer="softmax")
+register_vit_family("convqkv", attn_layer="conv_qkv")
+register_vit_family("posattn", attn_layer="positional", pos_embed="none")
+register_vit_family("gpsa", attn_layer="gpsa")
+register_vit_family("rmt", attn_layer="decay")
+register_vit_family("sdt", attn_layer="cag")

@@ -1,5 +1,17 @@
-"""Training: the fit/evaluate engine, checkpoints and resume, DDP under torchrun."""
+"""Training: the fit/evaluate engine, its YAML config, checkpoints and resume, DDP under torchrun."""
 
 from .checkpoint import classifier_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .loop import FitResult, NonFiniteLossError, evaluate, fit
 
-__all__ = ["classifier_from_checkpoint", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FitResult",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "classifier_from_checkpoint",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "save_checkpoint",
+]

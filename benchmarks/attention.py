@@ -1,0 +1,186 @@
+"""Speed and peak tensor memory of every attention variant and backend against plain SDPA, in the same run.
+
+    PYTHONPATH=src python benchmarks/attention.py            # N = 64, 256, 1024, 4096 (slow on CPU: minutes)
+    PYTHONPATH=src python benchmarks/attention.py --quick    # N = 64, 256, 1024, fewer repeats
+    PYTHONPATH=src python benchmarks/attention.py --device cuda --dtype bfloat16   # on a GPU
+
+Every cell times one mixer call (``x[B, N, C] -> [B, N, C]`` on a square grid, projections included) as the median
+of repeats after a warm-up (which also compiles the flex path), forward under ``no_grad`` and forward+backward.
+Ratios (``x_sdpa``) divide by the plain softmax mixer on SDPA at the same N and mode, measured in the same run.
+Peak memory on CPU: one extra call under ``torch.profiler`` with ``profile_memory=True``; the per-op allocations
+and frees are replayed in time order and the peak of the running total is reported (tensors allocated by the call:
+activations, attention weights, biases, autograd buffers; inputs and parameters excluded; allocations freed inside
+a single op are netted out). On CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call.
+Also writes the parameter/FLOP cost of conv Q/K/V projections against the linear one (FLOPs counted by
+``torch.utils.flop_counter.FlopCounterMode``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from spatialvit.attention import create_attention
+from spatialvit.attention.conv_qkv import conv_projection
+from spatialvit.report.tables import markdown_table, save_table
+
+# (label, registered mixer, kwargs, backends to measure)
+VARIANTS = [
+    ("plain", "softmax", {}, ("sdpa", "reference")),
+    ("conv_qkv", "conv_qkv", {}, ("sdpa",)),
+    ("conv_qkv_separable", "conv_qkv", {"conv_mode": "separable"}, ("sdpa",)),
+    ("positional", "positional", {"pos_grid": 16}, ("reference",)),
+    ("gpsa", "gpsa", {"pos_grid": 16}, ("sdpa",)),
+    ("rmt", "decay", {}, ("factorised", "flex", "sdpa", "reference")),
+    ("rmt_decomposed", "decay", {"decomposed": True}, ("sdpa",)),
+    ("sdt", "cag", {}, ("factorised", "flex", "sdpa", "reference")),
+    ("sdt_warped", "cag", {"form": "warped"}, ("flex", "sdpa", "reference")),
+]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def call(mixer: torch.nn.Module, x: torch.Tensor, grid: tuple[int, int], backward: bool) -> None:
+    """One forward (``no_grad``) or forward+backward of ``mixer``."""
+    if backward:
+        mixer(x, grid).float().square().mean().backward()
+    else:
+        with torch.no_grad():
+            mixer(x, grid)
+
+
+def time_ms(fn, device: torch.device, repeats: int, budget_s: float) -> float:
+    """Median wall time (ms) of ``fn`` after one warm-up; at most ``repeats`` runs or about ``budget_s`` seconds."""
+    fn()
+    sync(device)
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < 2 or sum(times) < budget_s):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def peak_mib(fn, device: torch.device) -> float:
+    """Peak memory (MiB) of tensors allocated while ``fn`` runs (method in the module docstring)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for e in events:
+        current += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak / 2**20
+
+
+def projection_costs(dim: int, grid: tuple[int, int]) -> list[dict]:
+    """Parameters and FLOPs per image of the Q/K/V projection: linear vs 3x3 full vs 3x3 separable conv."""
+    rows = []
+    x = torch.randn(1, dim, *grid)
+    for label, module in [
+        ("linear", torch.nn.Conv2d(dim, 3 * dim, 1)),  # a 1x1 conv is the linear projection, same params and FLOPs
+        ("conv 3x3 full", conv_projection(dim, 3 * dim, 3, "full", True)),
+        ("conv 3x3 separable", conv_projection(dim, 3 * dim, 3, "separable", True)),
+    ]:
+        with FlopCounterMode(display=False) as counter:
+            module(x)
+        rows.append(
+            dict(
+                projection=label,
+                dim=dim,
+                grid=f"{grid[0]}x{grid[1]}",
+                params=sum(p.numel() for p in module.parameters()),
+                gflops=counter.get_total_flops() / 1e9,
+            )
+        )
+    base = rows[0]
+    for r in rows:
+        r["params_x_linear"] = r["params"] / base["params"]
+        r["flops_x_linear"] = r["gflops"] / base["gflops"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024, 4096], help="token counts (squares)")
+    parser.add_argument("--quick", action="store_true", help="N = 64, 256, 1024 and at most 5 repeats")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--dim", type=int, default=128, help="embedding width C")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per cell (median reported)")
+    parser.add_argument("--budget", type=float, default=3.0, help="stop repeating a cell after about this many s")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: least noise on shared cores)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--variants", nargs="+", default=None, help=f"subset of {[v[0] for v in VARIANTS]}")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the CSV/JSON/Markdown tables")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    sizes, repeats = ([64, 256, 1024], min(args.repeats, 5)) if args.quick else (args.sizes, args.repeats)
+    for n in sizes:
+        if math.isqrt(n) ** 2 != n:
+            parser.error(f"--sizes must be perfect squares (square grids), got {n}")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    variants = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
+    warnings.simplefilter("ignore", UserWarning)
+
+    cells = [(v, b, n, m) for n in sizes for m in ("fwd", "fwd+bwd") for v in variants for b in v[3]]
+    rows: list[dict] = []
+    for (label, name, kwargs, _), backend, n, mode in tqdm(cells, desc="attention benchmark"):
+        backward = mode == "fwd+bwd"
+        row = dict(variant=label, backend=backend, N=n, mode=mode)
+        if backend == "flex" and backward and device.type == "cpu":
+            rows.append({**row, "ms": None, "note": "no flex backward on CPU"})
+            continue
+        mixer = create_attention(name, args.dim, num_heads=args.heads, backend=backend, **kwargs)
+        mixer = mixer.to(device, dtype).train(backward)
+        x = torch.randn(args.batch, n, args.dim, device=device, dtype=dtype, requires_grad=backward)
+        grid = (math.isqrt(n), math.isqrt(n))
+        fn = lambda: call(mixer, x, grid, backward)  # noqa: E731, B023  (used within this iteration only)
+        row["ms"] = time_ms(fn, device, repeats, args.budget)
+        row["peak_MiB"] = peak_mib(fn, device)
+        rows.append(row)
+    base = {(r["N"], r["mode"]): r for r in rows if r["variant"] == "plain" and r["backend"] == "sdpa"}
+    for r in rows:
+        b = base.get((r["N"], r["mode"]))
+        if r["ms"] is not None and b is not None:
+            r["x_sdpa"] = r["ms"] / b["ms"]
+            r["mem_x_sdpa"] = r["peak_MiB"] / max(b["peak_MiB"], 1e-9)
+    columns = ["variant", "backend", "N", "mode", "ms", "x_sdpa", "peak_MiB", "mem_x_sdpa", "note"]
+    out = Path(args.out)
+    tag = f"attention_{device.type}_{args.dtype}"
+    save_table([{c: r.get(c) for c in columns} for r in rows], out, tag, digits=2)
+    print(markdown_table(rows, 2, columns))
+
+    costs = projection_costs(args.dim, (math.isqrt(sizes[0]),) * 2)
+    save_table(costs, out, "attention_projection_costs", digits=3)
+    print("\nQ/K/V projection cost\n" + markdown_table(costs, 3))
+
+    print(f"\nsettings: B={args.batch} C={args.dim} heads={args.heads} threads={args.threads} {device} {args.dtype}")
+    print(f"tables written to {out}/{tag}.{{csv,json,md}}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""The spatial-structure sensitivity sweep: how a classifier's predictions change when the layout of its input is
+destroyed (block shuffle, block rotation) or parts of it are hidden (block mask).
+
+``sensitivity_sweep(model, loader, normalize=...)`` evaluates the clean images once and every perturbation setting
+``repeats`` times in a single pass over ``loader``, and returns a :class:`SensitivityResult` whose ``rows()`` feed
+:func:`~spatialvit.report.tables.save_table`. Per setting it reports top-1 (and top-5) accuracy with its standard
+error over repeats, retained accuracy (perturbed / clean), sensitivity (1 - retained), the label-free prediction flip
+rate and mean KL(clean || perturbed); per model the Spatial Sensitivity Index (SSI): the mean sensitivity over the
+shuffle settings, and separately over the mask (and rotation) settings.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import Normalize
+from ..report.tables import save_table
+from .perturb import (
+    FILLS,
+    Grid,
+    block_mask,
+    block_rotate,
+    block_shuffle,
+    block_size,
+    check_ratio,
+    is_aligned,
+    mix32,
+    to_grid,
+)
+
+KINDS = ("shuffle", "mask", "rotate")
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One setting of the sweep: ``kind`` on a ``(rows, cols)`` grid (masks: with ``ratio`` and ``fill``)."""
+
+    kind: str
+    grid: tuple[int, int]
+    ratio: float | None = None
+    fill: str | None = None
+
+    @property
+    def grid_label(self) -> str:
+        return f"{self.grid[0]}x{self.grid[1]}"
+
+    @property
+    def label(self) -> str:
+        extra = f" r={self.ratio:g} ({self.fill})" if self.kind == "mask" else ""
+        return f"{self.kind} {self.grid_label}{extra}"
+
+    def seed(self, base: int, repeat: int) -> int:
+        """The base seed of repeat ``repeat``: a hash of (``base``, this setting, ``repeat``), stable across runs."""
+        h = mix32(mix32(mix32(base & 0xFFFFFFFF) ^ zlib.crc32(self.label.encode())) ^ mix32(repeat & 0xFFFFFFFF))
+        return (h << 32) | ((base >> 32) & 0xFFFFFFFF)
+
+    def apply(self, images: torch.Tensor, seed: int, index: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Perturb pixel images ``[B, C, H, W]``; ``options``: ``mean``, ``std``, ``data_mean`` (masks),
+        ``exclude_identity`` (shuffles) and ``shared``."""
+        shared = options.get("shared", False)
+        if self.kind == "shuffle":
+            exclude = options.get("exclude_identity", False)
+            return block_shuffle(images, self.grid, seed=seed, index=index, exclude_identity=exclude, shared=shared)
+        if self.kind == "rotate":
+            return block_rotate(images, self.grid, seed=seed, index=index, shared=shared)
+        return block_mask(
+            images,
+            self.grid,
+            self.ratio,
+            fill=self.fill,
+            mean=options.get("mean", 0.0),
+            std=options.get("std", 1.0),
+            data_mean=options.get("data_mean"),
+            seed=seed,
+            index=index,
+            shared=shared,
+        )
+
+
+def make_settings(
+    shuffle_grids: Iterable[Grid] = (2, 4, 8),
+    mask_grids: Iterable[Grid] | None = None,
+    mask_ratios: Iterable[float] = (0.25, 0.5, 0.75),
+    mask_fill: str = "zero",
+    rotate_grids: Iterable[Grid] = (),
+) -> list[Perturbation]:
+    """The sweep's settings: every shuffle grid, every (mask grid x ratio) pair and every rotation grid.
+    ``mask_grids`` defaults to ``shuffle_grids``."""
+    if mask_fill not in FILLS:
+        raise ValueError(f"mask_fill must be one of {', '.join(FILLS)}, got {mask_fill!r}")
+    shuffle_grids = [to_grid(g) for g in shuffle_grids]
+    mask_grids = shuffle_grids if mask_grids is None else [to_grid(g) for g in mask_grids]
+    ratios = [check_ratio(r) for r in mask_ratios]
+    return (
+        [Perturbation("shuffle", g) for g in shuffle_grids]
+        + [Perturbation("mask", g, r, mask_fill) for g in mask_grids for r in ratios]
+        + [Perturbation("rotate", to_grid(g)) for g in rotate_grids]
+    )
+
+
+def _mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (``nan`` for fewer than two values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+@dataclass
+class SettingResult:
+    """Per-repeat metrics of one perturbation setting (accuracies ``nan`` on unlabeled data)."""
+
+    perturbation: Perturbation
+    aligned: bool | None
+    acc1: list[float]
+    acc5: list[float] | None
+    flip: list[float]
+    kl: list[float]
+
+
+@dataclass
+class SensitivityResult:
+    """Everything a sweep measured for one model; ``rows()`` / ``summary()`` / ``save()`` turn it into tables."""
+
+    model: str
+    num_images: int
+    image_size: tuple[int, int]
+    patch_size: tuple[int, int] | None
+    clean_acc1: float
+    clean_acc5: float | None
+    settings: list[SettingResult]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def _row(self, s: SettingResult) -> dict[str, Any]:
+        p = s.perturbation
+        acc1, acc1_se = _mean_se(s.acc1)
+        flip, flip_se = _mean_se(s.flip)
+        kl, kl_se = _mean_se(s.kl)
+        retained = acc1 / self.clean_acc1 if self.clean_acc1 > 0 else math.nan
+        row = {
+            "model": self.model,
+            "kind": p.kind,
+            "grid": p.grid_label,
+            "blocks": p.grid[0] * p.grid[1],
+            "ratio": p.ratio,
+            "fill": p.fill,
+            "aligned": {True: "yes", False: "no", None: "n/a"}[s.aligned],
+            "repeats": len(s.acc1),
+            "acc1": acc1,
+            "acc1_se": acc1_se,
+        }
+        if s.acc5 is not None:
+            row["acc5"], row["acc5_se"] = _mean_se(s.acc5)
+        row |= {
+            "retained": retained,
+            "sensitivity": 1.0 - retained,
+            "sensitivity_se": acc1_se / self.clean_acc1 if self.clean_acc1 > 0 else math.nan,
+            "flip_rate": flip,
+            "flip_rate_se": flip_se,
+            "kl": kl,
+            "kl_se": kl_se,
+        }
+        return row
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row for the clean images, then one per setting (columns as in the docs)."""
+        clean = {"model": self.model, "kind": "clean", "grid": "1x1", "blocks": 1, "ratio": None, "fill": None}
+        clean |= {"aligned": "n/a", "repeats": 1, "acc1": self.clean_acc1, "acc1_se": math.nan}
+        if self.clean_acc5 is not None:
+            clean |= {"acc5": self.clean_acc5, "acc5_se": math.nan}
+        clean |= {"retained": 1.0, "sensitivity": 0.0, "sensitivity_se": math.nan}
+        clean |= {"flip_rate": 0.0, "flip_rate_se": math.nan, "kl": 0.0, "kl_se": math.nan}
+        return [clean] + [self._row(s) for s in self.settings]
+
+    def summary(self) -> dict[str, Any]:
+        """The per-model row: clean accuracy and, per kind, the Spatial Sensitivity Index (mean sensitivity over
+        that kind's settings) with the mean flip rate beside it."""
+        row: dict[str, Any] = {"model": self.model, "images": self.num_images, "clean_acc1": self.clean_acc1}
+        if self.clean_acc5 is not None:
+            row["clean_acc5"] = self.clean_acc5
+        rows = self.rows()[1:]
+        for kind in KINDS:
+            mine = [r for r in rows if r["kind"] == kind]
+            if mine:
+                row[f"ssi_{kind}"] = sum(r["sensitivity"] for r in mine) / len(mine)
+                row[f"flip_{kind}"] = sum(r["flip_rate"] for r in mine) / len(mine)
+        return row
+
+    def save(self, out_dir: str | Path, name: str = "sensitivity") -> dict[str, Path]:
+        """Write ``name.{csv,json,md}`` (every setting) and ``name_summary.{csv,json,md}`` (the SSI row)."""
+        paths = save_table(self.rows(), out_dir, name)
+        paths |= {f"summary_{k}": v for k, v in save_table([self.summary()], out_dir, f"{name}_summary").items()}
+        return paths
+
+
+def compare(results: Sequence[SensitivityResult]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Several models side by side: ``(every row of every model, one summary row per model)``."""
+    return [r for res in results for r in res.rows()], [res.summary() for res in results]
+
+
+def save_comparison(results: Sequence[SensitivityResult], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``sweep.{csv,json,md}`` and ``summary.{csv,json,md}`` for several models into ``out_dir``."""
+    rows, summary = compare(results)
+    paths = {f"sweep_{k}": v for k, v in save_table(rows, out_dir, "sweep").items()}
+    return paths | {f"summary_{k}": v for k, v in save_table(summary, out_dir, "summary").items()}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The classifier inside ``nn.Sequential(Normalize, model)`` (or the model itself)."""
+    while isinstance(model, nn.Sequential) and len(model) and isinstance(model[0], Normalize):
+        model = model[-1] if len(model) == 2 else model[1:]
+    return model
+
+
+def model_patch_size(model: nn.Module) -> tuple[int, int] | None:
+    """The patch size of a ViT-like model (``model.patch_size`` or timm's ``model.patch_embed.patch_size``), else
+    ``None`` (CNNs)."""
+    inner = unwrap(model)
+    p = getattr(inner, "patch_size", None)
+    if p is None:
+        p = getattr(getattr(inner, "patch_embed", None), "patch_size", None)
+    if p is None:
+        return None
+    return (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
+
+
+def check_input(model: nn.Module, image_shape: Sequence[int]) -> None:
+    """Raise a clear error when images ``[C, H, W]`` do not fit what ``model`` declares (``in_chans``, and
+    ``img_size`` unless it has ``dynamic_img_size``)."""
+    inner = unwrap(model)
+    C, H, W = image_shape
+    chans = getattr(inner, "in_chans", None)
+    if chans is not None and chans != C:
+        raise ValueError(f"the model takes {chans}-channel images but the data has {C} channels")
+    size = getattr(inner, "img_size", None) or getattr(getattr(inner, "patch_embed", None), "img_size", None)
+    if size is not None and not getattr(inner, "dynamic_img_size", False):
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if tuple(size) != (H, W):
+            raise ValueError(
+                f"the model expects {size[0]}x{size[1]} images but the data is {H}x{W}; load the data at the "
+                f"model's size (e.g. load_dataset(..., img_size={size[0]}) or --img-size {size[0]})"
+            )
+
+
+def _normalizer(normalize: Normalize | tuple | None, model: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """(module applied after perturbing, normalisation mean, std) — see :func:`sensitivity_sweep`."""
+    if isinstance(normalize, Normalize):
+        norm = normalize
+    elif isinstance(normalize, (tuple, list)) and len(normalize) == 2:
+        norm = Normalize(*normalize)
+    elif normalize is None:
+        inner = model[0] if isinstance(model, nn.Sequential) and len(model) else None
+        stats = (inner.mean, inner.std) if isinstance(inner, Normalize) else (torch.zeros(1), torch.ones(1))
+        return nn.Identity(), stats[0].flatten(), stats[1].flatten()
+    else:
+        raise ValueError(
+            "normalize must be a Normalize module, a (mean, std) pair, or None for a model that takes "
+            f"[0, 1] pixels, got {normalize!r}"
+        )
+    return norm, norm.mean.flatten(), norm.std.flatten()
+
+
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(images, labels)``, ``(images,)`` or ``images`` -> ``(images, labels or None)``."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+        return batch[0], (torch.as_tensor(batch[1]) if len(batch) == 2 else None)
+    raise ValueError("the loader must yield images, (images,) or (images, labels) batches")
+
+
+def _data_mean(loader: Iterable) -> torch.Tensor:
+    """Per-channel mean pixel of the loader's images: the data set's ``info.mean`` when it has one, else measured."""
+    info = getattr(getattr(loader, "dataset", None), "info", None)
+    if info is not None:
+        return torch.tensor(info.mean)
+    total, count = 0.0, 0
+    for batch in loader:
+        x = _split_batch(batch)[0].double()
+        total, count = total + x.sum(dim=(0, 2, 3)), count + x.numel() // x.shape[1]
+    return (total / count).float()
+
+
+@torch.inference_mode()
+def sensitivity_sweep(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    normalize: Normalize | tuple[Sequence[float], Sequence[float]] | None,
+    shuffle_grids: Iterable[Grid] = (2, 4, 8),
+    mask_grids: Iterable[Grid] | None = None,
+    mask_ratios: Iterable[float] = (0.25, 0.5, 0.75),
+    mask_fill: str = "zero",
+    rotate_grids: Iterable[Grid] = (),
+    repeats: int = 3,
+    seed: int = 0,
+    exclude_identity: bool = True,
+    shared: bool = False,
+    data_mean: Sequence[float] | None = None,
+    patch_size: int | tuple[int, int] | None = None,
+    name: str | None = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+) -> SensitivityResult:
+    """Evaluate ``model`` on clean and perturbed images from ``loader`` (one pass; see the module docstring).
+
+    Args:
+        model: any ``nn.Module`` mapping a batch of images to logits ``[B, classes]``; put in eval mode.
+        loader: yields ``(images [B, C, H, W] in [0, 1], labels)`` — or images alone (accuracies become ``nan``).
+            Keep its order fixed (``shuffle=False``): image ``i`` always gets the same perturbation.
+        normalize: the model's input normalisation, applied *after* perturbing: a :class:`Normalize`, a
+            ``(mean, std)`` pair, or ``None`` when the model takes ``[0, 1]`` pixels itself (then a leading
+            ``Normalize`` of an ``nn.Sequential`` model supplies the statistics the mask fills use).
+        shuffle_grids, mask_grids, mask_ratios, mask_fill, rotate_grids: the settings (:func:`make_settings`).
+        repeats: random draws per setting (standard errors need at least 2).
+        seed: base seed; every (setting, repeat, image) gets its own perturbation derived from it.
+        exclude_identity: shuffles never leave an image unchanged; shared: one draw per batch.
+        data_mean: per-channel data-set mean for ``mask_fill="mean"`` (default: the data set's ``info.mean``, or
+            measured over ``loader``).
+        patch_size: the model's patch size for the ``aligned`` column (default: read from the model; CNNs "n/a").
+        name: the model's name in the tables (default: its class name).
+        device: where to run (default: the model's device); amp: autocast on GPU (default: on for CUDA).
+        progress: show a tqdm progress bar.
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    settings = make_settings(shuffle_grids, mask_grids, mask_ratios, mask_fill, rotate_grids)
+    norm, mean, std = _normalizer(normalize, model)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    amp = device.type == "cuda" if amp is None else amp
+    amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    patch = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    patch = patch or model_patch_size(model)
+    options = {"mean": mean.to(device), "std": std.to(device), "exclude_identity": exclude_identity, "shared": shared}
+    if any(s.fill == "mean" for s in settings):
+        options["data_mean"] = torch.as_tensor(data_mean if data_mean is not None else _data_mean(loader)).to(device)
+    was_training = model.training
+    model.eval()
+    norm = norm.to(device)
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            logits = model(norm(x))
+        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"the model must map [B, C, H, W] images to logits [B, classes], got {tuple(logits.shape)}"
+            )
+        return F.log_softmax(logits.float(), dim=-1)
+
+    # stats[s, r] = (top-1 hits, top-5 hits, prediction flips, summed KL); clean[...] = (top-1, top-5 hits)
+    stats = torch.zeros(len(settings), repeats, 4, dtype=torch.float64, device=device)
+    clean = torch.zeros(2, dtype=torch.float64, device=device)
+    seen, labeled, image_size, classes = 0, True, None, 0
+    try:
+        total = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    for batch in tqdm(loader, total=total, desc=f"sensitivity {name or ''}".strip(), disable=not progress):
+        x, y = _split_batch(batch)
+        if image_size is None:  # check everything before the first forward pass
+            check_input(model, x.shape[1:])
+            for s in settings:
+                block_size(x.shape[-2:], s.grid)
+            image_size = tuple(x.shape[-2:])
+            labeled = y is not None
+        if not x.is_floating_point():
+            raise ValueError(f"images must be floats in [0, 1], got {x.dtype}")
+        x = x.to(device)
+        index = torch.arange(seen, seen + len(x), device=device)
+        clean_logp = predict(x)
+        classes = clean_logp.shape[1]
+        k = min(5, classes)
+        pred = clean_logp.argmax(-1)
+        if labeled:
+            y = y.to(device)
+            if int(y.max()) >= classes or int(y.min()) < 0:
+                raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
+            clean += torch.stack([(pred == y).sum(), (clean_logp.topk(k).indices == y[:, None]).any(-1).sum()])
+        p_clean = clean_logp.exp()
+        for i, s in enumerate(settings):
+            for r in range(repeats):
+                logp = predict(s.apply(x, s.seed(seed, r), index, **options))
+                kl = (p_clean * (clean_logp - logp)).sum(-1).clamp_min(0).sum()
+                flips = (logp.argmax(-1) != pred).sum()
+                if labeled:
+                    hit1 = (logp.argmax(-1) == y).sum()
+                    hit5 = (logp.topk(k).indices == y[:, None]).any(-1).sum()
+                else:
+                    hit1 = hit5 = torch.zeros((), device=device)
+                stats[i, r] += torch.stack([hit1, hit5, flips, kl]).to(stats.dtype)
+        seen += len(x)
+    model.train(was_training)
+    if not seen:
+        raise ValueError("the loader yielded no images")
+
+    per = (stats / seen).tolist()
+    nan = float("nan")
+    top5 = classes >= 10
+    results = [
+        SettingResult(
+            perturbation=s,
+            aligned=is_aligned(image_size, s.grid, patch),
+            acc1=[v[0] if labeled else nan for v in per[i]],
+            acc5=[v[1] if labeled else nan for v in per[i]] if top5 else None,
+            flip=[v[2] for v in per[i]],
+            kl=[v[3] for v in per[i]],
+        )
+        for i, s in enumerate(settings)
+    ]
+    clean_acc = (clean / seen).tolist() if labeled else [nan, nan]
+    return SensitivityResult(
+        model=name or type(unwrap(model)).__name__,
+        num_images=seen,
+        image_size=image_size,
+        patch_size=patch,
+        clean_acc1=clean_acc[0],
+        clean_acc5=clean_acc[1] if top5 else None,
+        settings=results,
+        config={"seed": seed, "repeats": repeats, "exclude_identity": exclude_identity, "shared": shared},
+    )

@@ -1,0 +1,479 @@
+"""The training engine: ``fit(config)`` trains a registered model on a registered dataset; ``evaluate`` scores one.
+
+One run writes into its folder ``config.yaml``, ``metrics.csv`` (also ``.json``/``.md``), ``last.pt`` every epoch,
+``best.pt`` at the best test top-1, and TensorBoard events when ``torch.utils.tensorboard`` imports.
+
+Reproducibility: the model is initialised from ``seed``; every epoch's data order, augmentation and dropout draw
+from generators seeded by ``(seed, epoch, rank)``. A run resumed from the checkpoint of epoch k therefore replays
+exactly the streams of the uninterrupted run, and on CPU ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm.auto import tqdm
+
+from ..data import DatasetInfo, Normalize, load_dataset
+from ..data.transforms import build_train_transform
+from ..models import create_model, model_defaults
+from ..report.tables import save_table
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistContext, init_distributed, shard_indices
+
+log = logging.getLogger(__name__)
+
+# Keys that may change when a run is resumed: they do not alter the trajectory of the weights.
+RUNTIME_KEYS = frozenset(
+    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "threads"}
+)
+# Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped without overwriting its last good checkpoint."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` leaves behind: the trained model, its run folder, the per-epoch history, final/best metrics."""
+
+    model: nn.Module
+    run_dir: Path
+    history: list[dict[str, Any]]
+    last_checkpoint: Path
+    best_checkpoint: Path
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1]
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return max(self.history, key=lambda row: row["test_top1"])
+
+
+def fit(config: TrainConfig) -> FitResult:
+    """Train ``config.model`` on ``config.data``; resumes when ``config.resume`` is set. Returns a :class:`FitResult`.
+
+    Raises ``ValueError``/``KeyError`` for bad configs, ``FileNotFoundError`` for missing data or checkpoints and
+    :class:`NonFiniteLossError` when the loss diverges.
+    """
+    device = _resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    ctx = init_distributed(device)
+    if device.type == "cuda" and ctx.world_size > 1:
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    run_dir = Path(config.out or f"runs/{config.model}-{config.data.split(':')[0]}-{_timestamp(ctx)}")
+    config = replace(config, out=str(run_dir))
+    resume_from = _resume_path(config, run_dir)
+
+    train_set = load_dataset(config.data, "train", config.img_size)
+    test_set = load_dataset(config.data, "test", config.img_size)
+    info: DatasetInfo = train_set.info
+    torch.manual_seed(config.seed)
+    model, model_kwargs = build_model(config, info)
+    model.to(device)
+    net: nn.Module = nn.Sequential(Normalize(info.mean, info.std), model).to(device)
+    if ctx.distributed:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(net) if config.compile else net
+
+    steps_per_epoch = math.ceil(_shard_len(len(train_set), ctx) / config.batch_size)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
+    augment = build_train_transform(
+        info.num_classes,
+        crop_padding=config.crop_padding,
+        flip=config.flip,
+        randaugment_ops=config.randaugment_ops,
+        randaugment_magnitude=config.randaugment_magnitude,
+        mixup_alpha=config.mixup_alpha,
+        cutmix_alpha=config.cutmix_alpha,
+        mix_prob=config.mix_prob,
+    )
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, map_location=device)
+        _check_resumable(ckpt, config, resume_from)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["metrics"])
+        log.info("resumed %s at epoch %d/%d", resume_from, start_epoch, config.epochs)
+
+    loader_gen = torch.Generator()
+    sampler: DistributedSampler | RandomSampler
+    if ctx.distributed:
+        sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
+    else:
+        sampler = RandomSampler(train_set, generator=loader_gen)
+    pin = device.type == "cuda"
+    train_loader = DataLoader(
+        train_set,
+        config.batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        generator=loader_gen,
+        pin_memory=pin,
+    )
+    test_loader = DataLoader(
+        Subset(test_set, shard_indices(len(test_set), ctx.rank, ctx.world_size)),
+        config.batch_size,
+        num_workers=config.num_workers,
+        pin_memory=pin,
+    )
+
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    writer = None
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+        writer = _tensorboard(run_dir)
+    amp = config.amp and device.type == "cuda"
+    best_top1 = max((row["test_top1"] for row in history), default=-1.0)
+    end_epoch = config.stop_after or config.epochs
+    for epoch in range(start_epoch, end_epoch):
+        loader_gen.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=0))
+        aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=1))
+        torch.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=2))
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+            disable=not (config.progress and ctx.is_main),
+        )
+        try:
+            train = _train_epoch(forward, bar, augment, aug_gen, optimizer, scheduler, config, device, amp, ctx, epoch)
+        except NonFiniteLossError as err:
+            kept = (
+                f"the last good checkpoint {str(last)!r} (epoch {epoch}) is kept"
+                if epoch
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(f"{err}; stopped without saving, {kept}. Try a lower lr or clip_grad") from None
+        train_time = time.perf_counter() - t0
+        test = evaluate(forward, test_loader, device, amp=amp, ctx=ctx)
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train["loss"],
+            "train_acc": train["acc"],
+            "test_loss": test["loss"],
+            "test_top1": test["top1"],
+            "test_top5": test["top5"],
+            "epoch_time_s": time.perf_counter() - t0,
+            "img_per_s": train["n"] / train_time,
+        }
+        history.append(row)
+        log.info(_epoch_line(row, config.epochs))
+        if ctx.is_main:
+            state = {
+                "model_name": config.model,
+                "model_kwargs": model_kwargs,
+                "model": model.state_dict(),
+                "data_info": info.to_dict(),
+                "epoch": epoch + 1,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "config": config.to_dict(),
+                "metrics": history,
+            }
+            save_checkpoint(last, state)
+            if row["test_top1"] > best_top1:
+                best_top1 = row["test_top1"]
+                save_checkpoint(best, state)
+            if config.save_every and (epoch + 1) % config.save_every == 0:
+                save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", state)
+            save_table(history, run_dir, "metrics")
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+        ctx.barrier()
+    if writer is not None:
+        writer.close()
+    return FitResult(model, run_dir, history, last, best)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Score ``model`` (``[B, C, H, W]`` inputs as the loader gives them -> logits) on ``loader``.
+
+    Returns ``{"loss": mean cross-entropy, "top1": %, "top5": %, "n": images}``, summed over all ranks when
+    ``ctx`` is distributed (each rank then holds a disjoint shard).
+    """
+    ctx = ctx or DistContext()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum = top1 = top5 = n = 0.0
+    with torch.no_grad():
+        for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with _autocast(device, amp):
+                logits = model(images)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            k = min(5, logits.shape[1])
+            hits = logits.topk(k, dim=1).indices == labels[:, None]
+            top1 += hits[:, 0].sum().item()
+            top5 += hits.any(dim=1).sum().item()
+            n += len(labels)
+    model.train(was_training)
+    loss_sum, top1, top5, n = ctx.all_reduce_sum([loss_sum, top1, top5, n], device)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n": int(n)}
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score the checkpoint at ``path`` on ``split`` of ``data`` (default: the data it was trained on).
+
+    The images are loaded at the model's input size and normalised with the checkpoint's statistics.
+    Returns ``{"checkpoint", "data", "split", "loss", "top1", "top5", "n"}``.
+    """
+    dev = _resolve_device(device)
+    model, info, ckpt = model_from_checkpoint(path, map_location=dev)
+    data = data or ckpt.get("config", {}).get("data") or info.name
+    dataset = load_dataset(data, split, info.img_size[0] if info.img_size[0] == info.img_size[1] else None)
+    got = dataset.info
+    if (got.num_classes, got.in_chans, tuple(got.img_size)) != (info.num_classes, info.in_chans, tuple(info.img_size)):
+        raise ValueError(
+            f"checkpoint {str(path)!r} expects {info.num_classes} classes of {info.in_chans}-channel "
+            f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {got.num_classes} classes of "
+            f"{got.in_chans}-channel {got.img_size[0]}x{got.img_size[1]} images"
+        )
+    net = nn.Sequential(Normalize(info.mean, info.std), model).to(dev)
+    loader = DataLoader(dataset, batch_size, pin_memory=dev.type == "cuda")
+    scores = evaluate(net, loader, dev, progress=progress)
+    return {"checkpoint": str(path), "data": data, "split": split, **scores}
+
+
+def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict[str, Any]]:
+    """``create_model`` for ``info``'s classes, channels and image size; returns the model and its kwargs.
+
+    Without an explicit ``img_size`` the data must already have the size the model is registered for, so that a
+    model is never silently built for an input it was not designed for (``vit_micro_patch16`` on 32x32 digits).
+    """
+    defaults = model_defaults(config.model)
+    size = tuple(info.img_size)
+    if config.img_size is None and "img_size" in defaults:
+        want = defaults["img_size"]
+        want = (want, want) if isinstance(want, int) else tuple(want)
+        if want != size:
+            raise ValueError(
+                f"model {config.model!r} is registered for {want[0]}x{want[1]} images but {config.data!r} gives "
+                f"{size[0]}x{size[1]}: pass img_size (--img-size) to resize the data and build the model for that "
+                f"size (e.g. --img-size {want[0]})"
+            )
+    kwargs = {
+        **config.model_kwargs,
+        "num_classes": info.num_classes,
+        "in_chans": info.in_chans,
+        "img_size": list(size),
+    }
+    try:
+        return create_model(config.model, **kwargs), kwargs
+    except ValueError as err:
+        raise ValueError(f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}") from err
+    except TypeError as err:
+        raise ValueError(f"model {config.model!r} does not take these arguments (check model_kwargs): {err}") from err
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices/kernels only, none on norms, biases, embeddings and tokens.
+
+    A model may name more parameters to exempt with a ``no_weight_decay()`` method returning names (timm's hook).
+    """
+    extra = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        exempt = p.ndim <= 1 or name in extra or any(leaf.endswith(s) for s in NO_DECAY_NAMES)
+        (no_decay if exempt else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Per-step factor of ``config.lr``: linear warm-up to 1, then cosine decay to ``min_lr / lr``."""
+    total = config.epochs * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    floor = config.min_lr / config.lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of ``logits [B, K]`` against soft ``targets [B, K]`` smoothed towards uniform."""
+    if smoothing:
+        targets = targets * (1.0 - smoothing) + smoothing / targets.shape[1]
+    return torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
+
+
+def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """A 63-bit seed for one random ``stream`` (data order, augmentation, dropout) of one epoch on one rank."""
+    return int(np.random.SeedSequence([seed, epoch, rank, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _train_epoch(
+    net: nn.Module,
+    batches: Iterable,
+    augment: Callable,
+    aug_gen: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    device: torch.device,
+    amp: bool,
+    ctx: DistContext,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass over the training data; returns ``{"loss", "acc" (%), "n"}`` summed over ranks."""
+    net.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    loss_sum = correct = n = 0.0
+    for step, (images, labels) in enumerate(batches):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images, targets = augment(images, labels, aug_gen)  # random draws on the CPU generator, work on device
+        with _autocast(device, amp):
+            logits = net(images)
+        loss = soft_cross_entropy(logits.float(), targets, config.label_smoothing)
+        (value,) = ctx.all_reduce_sum([loss.item()], device)
+        if not math.isfinite(value):
+            lr = optimizer.param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"training loss became {value} at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g})"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad is not None:
+            nn.utils.clip_grad_norm_(params, config.clip_grad)
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
+        n += len(labels)
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    loss_sum, correct, n = ctx.all_reduce_sum([loss_sum, correct, n], device)
+    return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "n": n}
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
+        f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}%  "
+        f"{row['epoch_time_s']:.1f}s ({row['img_per_s']:.0f} img/s)"
+    )
+
+
+def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    missing = [k for k in ("epoch", "optimizer", "scheduler", "config", "metrics") if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} holds no training state ({', '.join(missing)} missing)")
+    saved = TrainConfig.from_dict(ckpt["config"])
+    changed = {
+        k: (v, getattr(config, k))
+        for k, v in saved.to_dict().items()
+        if k not in RUNTIME_KEYS and v != getattr(config, k)
+    }
+    if changed:
+        diff = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in changed.items())
+        raise ValueError(f"cannot resume {str(path)!r} with a different config ({diff})")
+
+
+def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, or ``None``; refuses to silently overwrite another run's checkpoints."""
+    last = run_dir / "last.pt"
+    if config.resume == "auto":
+        if config.out is None:
+            raise ValueError("resume='auto' needs out (--out): the run folder whose last.pt to continue")
+        return last if last.is_file() else None
+    if config.resume is not None:
+        path = Path(config.resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume {str(path)!r} does not exist")
+        return path
+    if last.is_file():
+        raise ValueError(
+            f"run folder {str(run_dir)!r} already holds a checkpoint: resume it (--resume auto) or choose another --out"
+        )
+    return None
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+
+def _shard_len(n: int, ctx: DistContext) -> int:
+    return math.ceil(n / ctx.world_size)
+
+
+def _timestamp(ctx: DistContext) -> str:
+    if ctx.world_size > 1:
+        raise ValueError("under torchrun pass out (--out): every rank must write to the same run folder")
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``run_dir``, or ``None`` when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir))

@@ -1,0 +1,267 @@
+"""Spatial attention family: every fast backend against the materialised reference (float64, forward and
+gradients, with/without a class token, non-square grids), the properties the spec pins, and one training step of
+every registered spatial model."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from spatialvit.attention import ManhattanBias, create_attention, factorised_attention, manhattan_distance
+from spatialvit.attention.decay import gamma_schedule
+from spatialvit.models import create_model, list_models
+
+GRID = (3, 5)  # non-square on purpose
+DIM, HEADS = 24, 3
+
+
+def _x(prefix: int, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, prefix + GRID[0] * GRID[1], DIM, dtype=torch.float64, requires_grad=True)
+
+
+def _pair(name: str, backend: str, prefix: int, **kwargs):
+    """A mixer on ``backend`` and an identical copy on ``reference`` (float64)."""
+    fast = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend=backend, **kwargs).double()
+    ref = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend="reference", **kwargs)
+    ref = ref.double()
+    if hasattr(fast, "gate_weight"):  # make the content gate matter
+        with torch.no_grad():
+            fast.gate_weight.normal_(0, 0.5)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def _outputs_and_grads(mixer, x):
+    y = mixer(x, GRID)
+    loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum()
+    params = [p for p in mixer.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [x, *params])
+    return y, grads
+
+
+CASES = [
+    ("decay", "sdpa", {}),
+    ("decay", "factorised", {}),
+    ("decay", "factorised", {"learnable_decay": True}),
+    ("decay", "sdpa", {"decomposed": True, "learnable_decay": True}),
+    ("cag", "sdpa", {}),
+    ("cag", "factorised", {}),
+    ("cag", "factorised", {"alpha": 0.5}),
+    ("cag", "sdpa", {"form": "warped"}),
+    ("conv_qkv", "sdpa", {}),
+    ("conv_qkv", "sdpa", {"conv_mode": "separable", "kernel_size": 5}),
+    ("gpsa", "sdpa", {}),
+]
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+@pytest.mark.parametrize(("name", "backend", "kwargs"), CASES, ids=[f"{n}-{b}-{k}" for n, b, k in CASES])
+def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, prefix):
+    fast, ref = _pair(name, backend, prefix, **kwargs)
+    x = _x(prefix)
+    y_fast, g_fast = _outputs_and_grads(fast, x)
+    y_ref, g_ref = _outputs_and_grads(ref, x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-9, atol=1e-11)
+    names = ["x", *(n for n, p in fast.named_parameters() if p.requires_grad)]
+    for n, a, b in zip(names, g_fast, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"grad of {n}: {m}")
+    if "gate_weight" in names:
+        assert g_fast[names.index("gate_weight")].abs().sum() > 0  # gradients reach the gate
+
+
+def test_factorised_kernel_equals_dense_bias_with_prefix():
+    """The low-rank columns reproduce the dense pairwise bias (random rates, class token) through plain SDPA."""
+    torch.manual_seed(3)
+    B, h, P = 2, 3, 1
+    N = P + GRID[0] * GRID[1]
+    rates = torch.rand(B, h, N - P, dtype=torch.float64, requires_grad=True)
+    q, k, v = (torch.randn(B, h, N, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    bias = ManhattanBias(GRID, rates, num_prefix=P)
+    dense = bias.dense()
+    ref = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8) + dense, -1) @ v
+    fast = factorised_attention(q, k, v, *bias.columns())
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-12)
+    g_ref = torch.autograd.grad(ref.sum(), [q, k, v, rates])
+    g_fast = torch.autograd.grad(fast.sum(), [q, k, v, rates])
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert dense[:, :, :P].abs().max() == 0 and dense[:, :, :, :P].abs().max() == 0  # no decay to/from prefix
+
+
+@pytest.mark.parametrize("form", ["pairwise", "warped"])
+def test_decay_bias_symmetric_zero_diagonal(form):
+    rates = torch.rand(2, 3, GRID[0] * GRID[1], dtype=torch.float64)
+    bias = ManhattanBias(GRID, rates, num_prefix=1, form=form).dense()
+    torch.testing.assert_close(bias, bias.transpose(-1, -2))
+    assert bias.diagonal(dim1=-2, dim2=-1).abs().max() == 0
+    off_diagonal = ~torch.eye(GRID[0] * GRID[1], dtype=torch.bool)
+    assert (bias[..., 1:, 1:][..., off_diagonal] < 0).all()  # a real decay between distinct grid tokens
+
+
+def test_fixed_decay_bias_is_log_gamma_times_distance_and_equals_product_form():
+    mixer = create_attention("decay", DIM, num_heads=4).double()
+    gam = gamma_schedule(4)
+    torch.testing.assert_close(mixer.gammas.double(), gam, rtol=1e-6, atol=0)
+    assert (gam[1:] > gam[:-1]).all() and gam[0] == 0.75  # heads spread from short to long range
+    x = torch.randn(1, 15, DIM, dtype=torch.float64)
+    bias = mixer.spatial_bias(x, GRID).dense()[0]
+    D = manhattan_distance(GRID).double()
+    torch.testing.assert_close(bias, mixer.gammas.double().log()[:, None, None] * D)
+    # RMT's code adds log(gamma) D to the logits; its paper multiplies the weights by gamma^D: same after normalising
+    logits = torch.randn(4, 15, 15, dtype=torch.float64)
+    additive = torch.softmax(logits + bias, -1)
+    product = logits.exp() * mixer.gammas.double()[:, None, None] ** D
+    torch.testing.assert_close(additive, product / product.sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("form", ["pairwise", "warped"])
+def test_cag_with_constant_gate_equals_fixed_decay(form):
+    fixed = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1, backend="reference").double()
+    cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=1, form=form, backend="reference").double()
+    assert cag.gate_weight.abs().sum() == 0  # initialised content-free
+    cag.load_state_dict(fixed.state_dict(), strict=False)
+    x = _x(1)
+    # at init (parameters stored in float32: equal up to float32 rounding of the schedule)
+    torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # the same schedule in float64: equal to float64 precision
+        cag.gate_bias.copy_(torch.logit(torch.exp(-fixed.log_rate.exp())))
+    torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        cag.gate_weight.normal_()
+    assert not torch.allclose(cag(x, GRID), fixed(x, GRID))
+
+
+def test_positional_attention_is_identical_for_two_images():
+    mixer = create_attention("positional", DIM, num_heads=HEADS, num_prefix_tokens=1)
+    x1, x2 = torch.randn(1, 16, DIM), torch.randn(1, 16, DIM) * 3 + 1
+    _, a1 = mixer(x1, GRID, return_attn=True)
+    _, a2 = mixer(x2, GRID, return_attn=True)
+    assert a1.shape == (1, HEADS, 16, 16)
+    torch.testing.assert_close(a1, a2, rtol=0, atol=0)
+    torch.testing.assert_close(a1.sum(-1), torch.ones(1, HEADS, 16))
+    # one map per forward, shared by the batch; learned grid resamples to another grid; sincos works too
+    _, batch_maps = mixer(torch.cat([x1, x2]), GRID, return_attn=True)
+    torch.testing.assert_close(batch_maps[0], batch_maps[1], rtol=0, atol=0)
+    assert mixer(torch.randn(2, 1 + 7 * 6, DIM), (7, 6)).shape == (2, 43, DIM)
+    sincos = create_attention("positional", DIM, num_heads=HEADS, pos_type="sincos")
+    assert sincos(torch.randn(2, 15, DIM), GRID).shape == (2, 15, DIM)
+
+
+def test_positional_gradients_reach_positions_not_content_of_weights():
+    mixer = create_attention("positional", DIM, num_heads=HEADS).double()
+    x = _x(0)
+    mixer(x, GRID).square().sum().backward()
+    assert mixer.positional.pos.grad.abs().sum() > 0 and mixer.positional.qk.weight.grad.abs().sum() > 0
+
+
+def test_gpsa_gate_extremes():
+    gpsa = create_attention("gpsa", DIM, num_heads=HEADS, num_prefix_tokens=1).double()
+    x = _x(1)
+    with torch.no_grad():
+        gpsa.gating.fill_(50.0)  # all positional
+    _, attn = gpsa(x, GRID, return_attn=True)
+    torch.testing.assert_close(attn[0], gpsa.positional(GRID, x)[0])
+    with torch.no_grad():
+        gpsa.gating.fill_(-50.0)  # all content: plain softmax attention with the same weights
+    plain = create_attention("softmax", DIM, num_heads=HEADS, num_prefix_tokens=1).double()
+    plain.load_state_dict(gpsa.state_dict(), strict=False)
+    torch.testing.assert_close(gpsa(x, GRID), plain(x, GRID))
+
+
+def test_conv_qkv_is_position_aware_while_plain_mixer_is_equivariant():
+    torch.manual_seed(0)
+    x = torch.randn(1, 15, DIM)
+    perm = torch.randperm(15)
+    conv = create_attention("conv_qkv", DIM, num_heads=HEADS)
+    plain = create_attention("softmax", DIM, num_heads=HEADS)
+    torch.testing.assert_close(plain(x, GRID)[:, perm], plain(x[:, perm], GRID), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(conv(x, GRID)[:, perm], conv(x[:, perm], GRID), atol=1e-3)
+
+
+def test_conv_qkv_with_1x1_kernel_equals_linear_projection():
+    conv = create_attention("conv_qkv", DIM, num_heads=HEADS, num_prefix_tokens=1, kernel_size=1).double()
+    plain = create_attention("softmax", DIM, num_heads=HEADS, num_prefix_tokens=1).double()
+    plain.load_state_dict(conv.state_dict(), strict=False)
+    with torch.no_grad():
+        plain.qkv.weight.copy_(conv.qkv_conv.weight[:, :, 0, 0])
+        plain.qkv.bias.copy_(conv.qkv_conv.bias)
+    conv.qkv.load_state_dict(plain.qkv.state_dict())  # the class token's linear path
+    x = _x(1)
+    torch.testing.assert_close(conv(x, GRID), plain(x, GRID))
+
+
+def test_auto_backend_choice_and_flex_fallback_warns():
+    mixer = create_attention("decay", DIM, num_heads=HEADS)
+    x = torch.randn(2, 15, DIM, requires_grad=True)
+    q = mixer.project(x, GRID)[0]
+    assert mixer.choose_backend(q, mixer.spatial_bias(x, GRID), 0.0) == "factorised"
+    warped = create_attention("cag", DIM, num_heads=HEADS, form="warped")
+    assert warped.choose_backend(q, warped.spatial_bias(x, GRID), 0.0) == "sdpa"  # training on CPU: no flex
+    flex = create_attention("cag", DIM, num_heads=HEADS, backend="flex").double()
+    ref = create_attention("cag", DIM, num_heads=HEADS, backend="reference").double()
+    ref.load_state_dict(flex.state_dict())
+    xd = x.detach().double().requires_grad_()
+    with pytest.warns(RuntimeWarning, match="flex.*unavailable"):
+        out = flex(xd, GRID)  # float64 and backward: flex cannot serve, falls back (warned), stays correct
+    torch.testing.assert_close(out, ref(xd, GRID))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="backend"):
+        create_attention("softmax", DIM, num_heads=HEADS, backend="flex")
+    with pytest.raises(ValueError, match="warped"):
+        create_attention("cag", DIM, num_heads=HEADS, form="warped", backend="factorised")
+    with pytest.raises(ValueError, match="form"):
+        create_attention("cag", DIM, num_heads=HEADS, form="cumulative")
+    with pytest.raises(ValueError, match="decomposed"):
+        create_attention("decay", DIM, num_heads=HEADS, decomposed=True, backend="factorised")
+    with pytest.raises(ValueError, match="kernel_size"):
+        create_attention("conv_qkv", DIM, num_heads=HEADS, kernel_size=2)
+    with pytest.raises(ValueError, match="conv mode"):
+        create_attention("conv_qkv", DIM, num_heads=HEADS, conv_mode="dilated")
+    with pytest.raises(ValueError, match="pos_type"):
+        create_attention("positional", DIM, num_heads=HEADS, pos_type="rope")
+    with pytest.raises(ValueError, match="alpha"):
+        create_attention("cag", DIM, num_heads=HEADS, alpha=0)
+
+
+SPATIAL = [n for f in ("convqkv", "posattn", "gpsa", "rmt", "sdt") for n in list_models(f"vit_{f}_*")]
+
+
+def test_every_family_registered_at_every_size_and_patch():
+    assert len(SPATIAL) == 5 * 3 * 2
+
+
+@pytest.mark.parametrize("name", SPATIAL)
+def test_registered_model_trains_one_step(name):
+    img = 32 if name.endswith("patch16") else 16
+    model = create_model(
+        name, num_classes=4, img_size=img, embed_dim=32, depth=2, num_heads=4 if "micro" in name else 2
+    )
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 3, img, img), torch.arange(8) % 4
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        after = torch.nn.functional.cross_entropy(model(x), y)
+    assert after < loss
+    maps = model.attention_maps(x[:2])
+    n = model.num_prefix_tokens + (img // model.patch_size) ** 2
+    assert len(maps) == 2 and maps[0].shape == (2, model.blocks[0].attn.num_heads, n, n)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, maps[0].shape[1], n))
+
+
+def test_first_k_layers_positional():
+    model = create_model("vit_micro_patch4", attn_layer=["positional"] * 2 + ["softmax"] * 2, img_size=16)
+    assert [type(b.attn).__name__ for b in model.blocks][:3] == [
+        "PositionalAttention",
+        "PositionalAttention",
+        "SoftmaxAttention",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)

@@ -1,0 +1,235 @@
+"""Training engine: learning on digits, exact resume, NaN stop, schedule, weight-decay groups, errors, DDP on gloo."""
+
+import itertools
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from spatialvit.models import create_model, list_models, register_model
+from spatialvit.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, model_from_checkpoint
+from spatialvit.train.distributed import shard_indices
+from spatialvit.train.loop import evaluate_checkpoint, lr_schedule, param_groups, soft_cross_entropy
+
+# A ViT small enough that an epoch on the 8x8 digits takes about a second on one CPU thread.
+TINY = dict(
+    model="vit_micro_patch4",
+    data="digits",
+    img_size=8,
+    model_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2},
+    batch_size=64,
+    lr=3e-3,
+    warmup_epochs=0.2,
+    crop_padding=0,
+    device="cpu",
+    threads=1,
+    progress=False,
+)
+
+
+def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, "out": str(tmp_path / name), **overrides})
+
+
+class NaNAfter(nn.Module):
+    """A linear classifier whose logits turn NaN after ``nan_after`` training forward passes."""
+
+    def __init__(self, num_classes: int, in_chans: int, img_size, nan_after: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_chans * img_size[0] * img_size[1], num_classes)
+        self.nan_after, self.calls = nan_after, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x.flatten(1))
+        if self.training:
+            self.calls += 1
+            if self.calls > self.nan_after:
+                out = out * float("nan")
+        return out
+
+
+@pytest.fixture
+def linear() -> dict:
+    """Config keys for a linear classifier (registered lazily, so other test files never see it)."""
+    if "_test_nan_after" not in list_models():
+        register_model("_test_nan_after", NaNAfter, nan_after=10**9)
+    return {"model": "_test_nan_after", "model_kwargs": {}}
+
+
+def test_one_epoch_on_digits_beats_chance(tmp_path):
+    result = fit(tiny(tmp_path, epochs=1))
+    (row,) = result.history
+    assert row["test_top1"] > 40.0  # chance is 10%
+    assert row["test_top5"] >= row["test_top1"]
+    run = result.run_dir
+    for name in ("config.yaml", "metrics.csv", "metrics.json", "metrics.md", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+    # The checkpoint rebuilds the model, and evaluating it reproduces the score logged during training.
+    model, info, ckpt = model_from_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 1 and info.img_size == (8, 8) and model.img_size == (8, 8)
+    scores = evaluate_checkpoint(run / "last.pt", device="cpu")
+    assert scores["n"] == 360
+    assert scores["top1"] == pytest.approx(row["test_top1"])
+    assert scores["loss"] == pytest.approx(row["test_loss"], rel=1e-5)
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            if not _states_equal(x, y):
+                return False
+        elif isinstance(x, torch.Tensor):
+            if not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def test_resume_gives_bit_identical_weights(tmp_path):
+    # Augmentation (random crops) and stochastic depth both draw random numbers, so the test covers every stream.
+    kw = dict(epochs=3, crop_padding=1, model_kwargs={**TINY["model_kwargs"], "drop_path_rate": 0.1})
+    full = fit(tiny(tmp_path, "full", **kw))
+    first = fit(tiny(tmp_path, "split", stop_after=1, **kw))
+    assert len(first.history) == 1
+    resumed = fit(tiny(tmp_path, "split", resume="auto", **kw))
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert _states_equal(a["model"], b["model"])
+    assert _states_equal(a["optimizer"]["state"], b["optimizer"]["state"])
+    assert a["scheduler"] == b["scheduler"]
+    keys = ("train_loss", "train_acc", "test_loss", "test_top1", "lr")
+    assert [[r[k] for k in keys] for r in full.history] == [[r[k] for k in keys] for r in resumed.history]
+
+
+def test_resume_refuses_changed_config_and_overwrite(tmp_path, linear):
+    fit(tiny(tmp_path, epochs=2, stop_after=1, **linear))
+    with pytest.raises(ValueError, match=r"lr: 0\.003 in the checkpoint, 0\.001 now"):
+        fit(tiny(tmp_path, epochs=2, lr=1e-3, resume="auto", **linear))
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        fit(tiny(tmp_path, epochs=2, **linear))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fit(tiny(tmp_path, epochs=2, resume=str(tmp_path / "nope.pt"), **linear))
+    done = fit(tiny(tmp_path, epochs=2, stop_after=2, resume="auto", **linear))
+    assert [r["epoch"] for r in done.history] == [1, 2]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, linear):
+    steps_per_epoch = math.ceil(1437 / 256)
+    cfg = tiny(tmp_path, **{**linear, "model_kwargs": {"nan_after": steps_per_epoch}}, batch_size=256)
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, step 1 .*last good checkpoint .*epoch 1"):
+        fit(TrainConfig.from_dict({"epochs": 3}, cfg))
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 1 and len(ckpt["metrics"]) == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+    assert len((tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()) == 2  # header + epoch 1
+
+
+def test_model_and_image_size_errors(tmp_path):
+    with pytest.raises(KeyError, match=r"unknown model 'vit_mikro_patch4'.*Did you mean: vit_micro_patch4"):
+        fit(tiny(tmp_path, model="vit_mikro_patch4"))
+    with pytest.raises(ValueError, match=r"registered for 224x224 images but 'digits' gives 32x32.*--img-size"):
+        fit(tiny(tmp_path, model="vit_micro_patch16", img_size=None))
+    with pytest.raises(ValueError, match=r"cannot build 'vit_micro_patch4' for 10x10 digits images.*divisible"):
+        fit(tiny(tmp_path, img_size=10))
+    with pytest.raises(ValueError, match="does not take these arguments"):
+        fit(tiny(tmp_path, model_kwargs={"no_such_arg": 1}))
+    with pytest.raises(KeyError, match="unknown dataset"):
+        fit(tiny(tmp_path, data="no_such_data"))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt or not a PyTorch checkpoint"):
+        fit(tiny(tmp_path, resume=str(bad)))
+    with pytest.raises(ValueError, match="corrupt"):
+        evaluate_checkpoint(bad)
+
+
+def test_lr_schedule_warmup_then_cosine_to_min_lr():
+    cfg = TrainConfig(epochs=10, lr=1e-3, min_lr=1e-5, warmup_epochs=2)
+    f = lr_schedule(cfg, steps_per_epoch=5)
+    lrs = [cfg.lr * f(s) for s in range(50)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))  # linear warm-up
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))  # then monotone decay
+    assert cfg.lr * f(50) == pytest.approx(1e-5)
+    mid = 10 + (50 - 10) // 2
+    assert lrs[mid] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+
+
+def test_soft_cross_entropy_matches_torch_label_smoothing():
+    logits = torch.randn(6, 5, dtype=torch.float64)
+    labels = torch.randint(0, 5, (6,))
+    onehot = nn.functional.one_hot(labels, 5).double()
+    for eps in (0.0, 0.1):
+        ours = soft_cross_entropy(logits, onehot, eps)
+        ref = nn.functional.cross_entropy(logits, labels, label_smoothing=eps)
+        torch.testing.assert_close(ours, ref)
+
+
+def test_param_groups_exempt_norms_biases_and_embeddings():
+    model = create_model("vit_micro_patch4", num_classes=3, in_chans=1, img_size=8)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert {"pos_embed", "cls_token", "norm.weight", "head.bias"} <= exempt
+    assert {"head.weight", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight"} <= decayed
+    assert all(names[id(p)].endswith("weight") and p.ndim >= 2 for p in decay["params"])
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert len(decayed) + len(exempt) == len(names)
+
+
+def test_shard_indices_cover_each_item_once():
+    for n, world in [(10, 3), (7, 2), (2, 4), (360, 8)]:
+        shards = [shard_indices(n, r, world) for r in range(world)]
+        assert sorted(i for s in shards for i in s) == list(range(n))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(ValueError, match="rank must be in"):
+        shard_indices(5, 2, 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    try:
+        result = fit(TrainConfig.from_dict({**TINY, "epochs": 1, "out": out}))
+        torch.save({"model": result.model.state_dict(), "history": result.history}, f"{out}/rank{rank}.result")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_on_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    r0, r1 = (torch.load(out / f"rank{r}.result", weights_only=True) for r in range(2))
+    # Metrics are all-reduced: both ranks report the same numbers, over the whole test split.
+    keys = ("train_loss", "train_acc", "test_loss", "test_top1", "test_top5")
+    assert [r0["history"][0][k] for k in keys] == [r1["history"][0][k] for k in keys]
+    assert r0["history"][0]["test_top1"] > 20.0
+    # DDP keeps the replicas in step, and rank 0 alone wrote the checkpoints.
+    assert _states_equal(r0["model"], r1["model"])
+    ckpt = load_checkpoint(out / "last.pt")
+    assert _states_equal(ckpt["model"], r0["model"])
+    assert ckpt["epoch"] == 1 and sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
+    # Each rank took the steps of its half of the data: 12 of batch 64, where a single process takes 23.
+    assert ckpt["scheduler"]["last_epoch"] == math.ceil(math.ceil(1437 / 2) / 64)
