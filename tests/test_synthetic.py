@@ -98,6 +98,10 @@ def test_dataset_registration_and_spec_string():
     assert ds.info.num_classes == 2 and ds.info.img_size == (8, 8) and ds.info.classes == ("-1", "+1")
     img, label = ds[0]
     assert img.dtype == torch.float32 and label in (0, 1)
+    spec = "synthetic:grid=4,d=16,patch_pixels=2,in_chans=4,n=7,n_test=3,seed=5"  # sample keys beside task keys
+    train, test = load_dataset(spec, "train"), load_dataset(spec, "test")
+    assert (len(train), len(test)) == (7, 3) and train.info == test.info  # same normalisation for both splits
+    assert not torch.equal(train.images[:3], test.images)  # disjoint draws
     with pytest.raises(ValueError, match="key=value"):
         load_dataset("synthetic:grid8")
     with pytest.raises(ValueError, match="must tile"):

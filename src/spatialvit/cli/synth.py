@@ -8,7 +8,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data import Normalize
-from ..data.synthetic import SyntheticConfig, load_synthetic, make_partition, sample_synthetic, synthetic_info
+from ..data.synthetic import (
+    SyntheticConfig,
+    load_synthetic,
+    make_partition,
+    sample_synthetic,
+    split_spec,
+    synthetic_info,
+)
 from ..probes.association import CLUSTER_METHODS, association_report
 from ..report.synthetic_plots import plot_association_history, plot_attention_groups, plot_transfer
 from ..report.tables import markdown_table, save_table
@@ -28,7 +35,7 @@ SIMPLIFIED = "synth_simplified"
 # Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
 # pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
 PRESETS = {
-    "image": dict(data="", n_train=10_000, steps=1000, lr=0.05, attn_lr=3000.0, max_step=0.3, value_init_std=0.05),
+    "image": dict(data="", n_train=10_000, steps=600, lr=0.1, attn_lr=1000.0, max_step=0.3, value_init_std=0.05),
     "small": dict(
         data="grid=1x10,d=100,group=1x2,partition=random",
         n_train=50_000,
@@ -105,7 +112,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="image",
-        help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB); 'small': the "
+        help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB), 10k samples, 600 steps; 'small': the "
         "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps (default image)",
     )
     p.add_argument("--data", default=None, help=DATA_HELP + "; overrides the preset's")
@@ -117,9 +124,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset image: 1000, small: 300)")
-    p.add_argument("--lr", type=float, default=None, help="step size of the value vectors (preset: 0.05 / 0.1)")
-    p.add_argument("--attn-lr", type=float, default=None, help="step size of Q (preset: 3000 / 100; see docs)")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset image: 600, small: 300)")
+    p.add_argument("--lr", type=float, default=None, help="step size of the value vectors (preset: 0.1 / 0.1)")
+    p.add_argument("--attn-lr", type=float, default=None, help="step size of Q (preset: 1000 / 100; see docs)")
     p.add_argument("--max-step", type=float, default=None, help="cap on each update's norm (preset: 0.3 / none)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default poly5")
@@ -202,7 +209,7 @@ def run_associate(args: argparse.Namespace) -> int:
     else:
         if args.data is None:
             raise ValueError("a ViT checkpoint needs --data with the synthetic options it was trained on")
-        cfg = SyntheticConfig.from_string(args.data)
+        cfg = SyntheticConfig.from_string(split_spec(args.data)[0])
         model, info, ckpt = model_from_checkpoint(args.model)
         images = load_synthetic(args.data, "test", None, n=args.images).images
         images = Normalize(info.mean, info.std)(images)  # the normalisation the model was trained with

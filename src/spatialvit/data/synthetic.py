@@ -243,6 +243,24 @@ def synthetic_info(cfg: SyntheticConfig, mean: tuple[float, ...], std: tuple[flo
     return DatasetInfo("synthetic", cfg.num_classes, cfg.in_chans, size, mean, std, classes)
 
 
+SAMPLE_KEYS = ("n", "n_test", "seed")  # spec keys that size/seed the draw rather than define the task
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, int]]:
+    """``"grid=8,n=5000,seed=1"`` -> (``"grid=8"``, ``{"n": 5000, "seed": 1}``): task options vs sample options."""
+    task, draw = [], {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        key, _, value = item.partition("=")
+        if key in SAMPLE_KEYS:
+            try:
+                draw[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{key} must be an integer, got {value!r}") from None
+        else:
+            task.append(item)
+    return ",".join(task), draw
+
+
 @register_dataset("synthetic")
 def load_synthetic(
     root: str | None,
@@ -252,16 +270,19 @@ def load_synthetic(
     seed: int = 0,
     **options: Any,
 ) -> TensorImageDataset:
-    """The image rendering. ``root`` is the option string (``synthetic:grid=8,partition=random``); keyword
-    ``options`` override it; ``n`` samples (default 10,000 train / 2,000 test); ``seed`` offsets the draw."""
-    cfg = SyntheticConfig.from_string(root or "", **options)
+    """The image rendering. ``root`` is the option string (``synthetic:grid=8,partition=random,n=5000``: the fields
+    of :class:`SyntheticConfig` plus ``n`` (training samples, default 10,000), ``n_test`` (default 2,000) and
+    ``seed``); keyword ``options``/``n``/``seed`` override it."""
+    task, draw = split_spec(root or "")
+    cfg = SyntheticConfig.from_string(task, **options)
     if img_size is not None and img_size != cfg.grid[0] * cfg.patch_pixels:
         raise ValueError(
             f"the synthetic images are {cfg.grid[0] * cfg.patch_pixels} pixels wide; set patch_pixels/grid in the "
             f"spec instead of img_size={img_size}"
         )
-    size = n if n is not None else (10_000 if split == "train" else 2_000)
-    samples = sample_synthetic(cfg, size, seed=seed + SPLIT_SEED_OFFSET[split])
+    seed = draw.get("seed", seed)
+    default = draw.get("n", 10_000) if split == "train" else draw.get("n_test", 2_000)
+    samples = sample_synthetic(cfg, default if n is None else n, seed=seed + SPLIT_SEED_OFFSET[split])
     # Normalisation statistics from one fixed training draw, so every split and size is normalised alike.
     stats = channel_stats(render_images(sample_synthetic(cfg, 2_000, seed=seed).x, cfg))
     return TensorImageDataset(render_images(samples.x, cfg), samples.labels, synthetic_info(cfg, *stats))

@@ -22,15 +22,13 @@ class FitSettings:
     """Plain (S)GD on the logistic loss: ``batch_size=None`` is full-batch gradient descent; ``attn_lr`` (default
     ``lr``) is the step size of the attention parameters, whose gradients through the softmax are much smaller;
     ``max_step`` caps the norm of each parameter group's update ``lr * grad`` (clipped GD: with the z^5 activation
-    the gradient of Q grows by orders of magnitude once attention starts to concentrate); ``attn_step`` instead makes
-    every update of Q exactly that long (normalised GD: ``Q -= attn_step * g / |g|``)."""
+    the gradient of Q grows by orders of magnitude once attention starts to concentrate)."""
 
     steps: int = 300
     lr: float = 0.1
     attn_lr: float | None = None
     batch_size: int | None = None
     max_step: float | None = None
-    attn_step: float | None = None
     reset_diagonal: bool = True
     train_attention: bool = True
     eval_every: int = 10
@@ -76,10 +74,6 @@ def fit(
         if settings.max_step is not None:
             for group in opt.param_groups:
                 torch.nn.utils.clip_grad_norm_(group["params"], settings.max_step / group["lr"])
-        if settings.attn_step is not None and attn:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in attn]))
-            for p in attn:
-                p.grad.mul_(settings.attn_step / (opt.param_groups[1]["lr"] * norm.clamp_min(1e-30)))
         opt.step()
         if settings.reset_diagonal:
             model.reset_diagonal()
