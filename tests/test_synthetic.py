@@ -19,6 +19,7 @@ from spatialvit.data.synthetic import (
 from spatialvit.models import create_model
 from spatialvit.synth.experiments import (
     FitSettings,
+    bayes_accuracy,
     global_count_accuracy,
     summarise_transfer,
     train_association,
@@ -155,6 +156,24 @@ def test_model_details():
         model(torch.zeros(2, 15, 16))
     with pytest.raises(ValueError, match="activation"):
         SimplifiedViT(4, 4, activation="relu")
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_bayes_accuracy_matches_a_loop_over_groups(classes):
+    cfg = SyntheticConfig(grid=(2, 4), d=12, group=(1, 2), q=0.6, num_classes=classes, partition="random")
+    data = sample_synthetic(cfg, 300, seed=4)
+    feats, groups = make_features(cfg), make_partition(cfg).tolist()
+    total = 0.0
+    for x, label in zip(data.x, data.labels.tolist()):
+        coef = (x @ feats.T).round()
+        cls = [-1.0, 1.0] if classes == 2 else list(range(classes))
+        carries = [coef[:, 0] == k if classes == 2 else coef[:, k] == 1 for k in cls]  # [D] per class
+        counts = [sum(all(c[j] for j in range(8) if groups[j] == g) for g in range(4)) for c in carries]
+        best = [i for i, c in enumerate(counts) if c == max(counts)]
+        total += (label in best) / len(best)
+    assert bayes_accuracy(cfg, data) == pytest.approx(total / 300)
+    clean = SyntheticConfig(grid=(2, 4), d=12, group=(1, 2), q=0.0, num_classes=classes)
+    assert bayes_accuracy(clean, sample_synthetic(clean, 50, seed=0)) == 1.0  # no distractor: one coherent group
 
 
 def test_tiny_training_learns_the_groups():

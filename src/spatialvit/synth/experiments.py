@@ -131,6 +131,23 @@ def global_count_accuracy(cfg: SyntheticConfig, data: SyntheticSamples) -> float
     return float((pred == data.labels).float().mean())
 
 
+def bayes_accuracy(cfg: SyntheticConfig, data: SyntheticSamples) -> float:
+    """Accuracy of the Bayes-optimal classifier that knows the groups and the features (ties count 1/2).
+
+    The noise is orthogonal to the features, so ``<w_k, X_j>`` gives every patch's coefficient exactly. Under the
+    data model the posterior of class k is proportional to the number of groups whose patches all carry ``w_k``
+    (binary: ``+w*`` vs ``-w*``), the distractor likelihoods being common factors, so the rule is: the class with
+    the most fully coherent groups."""
+    coef = (data.x @ make_features(cfg).T).round()  # [n, D, K]
+    if cfg.num_classes == 2:
+        coef = torch.cat([(coef == -1).float(), (coef == 1).float()], -1)  # class 0 is y = -1
+    member = torch.nn.functional.one_hot(make_partition(cfg), cfg.num_groups).float()  # [D, L]
+    full = torch.einsum("ndk,dl->nlk", (coef == 1).float(), member) == cfg.group_size  # group l all class k
+    counts = full.sum(1).float()  # [n, K]
+    best = counts == counts.max(-1, keepdim=True).values
+    return float((best.gather(1, data.labels[:, None])[:, 0] / best.sum(-1)).mean())
+
+
 TRANSFER_ARMS = ("frozen", "reinit", "content")
 
 
