@@ -205,6 +205,8 @@ def test_tiny_transfer_runs_every_arm():
     assert all(r["mass"] == pytest.approx(pre_mass) for r in frozen)  # frozen attention did not move
     summary = summarise_transfer(rows)
     assert len(summary) == 6 and all(s["seeds"] == 2 for s in summary)
+    with pytest.raises(ValueError, match="attn_lr must be > 0"):
+        FitSettings(attn_lr=0.0)
     with pytest.raises(ValueError, match="arms"):
         transfer_experiment(cfg, arms=("frozen", "magic"))
 

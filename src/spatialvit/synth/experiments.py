@@ -33,6 +33,17 @@ class FitSettings:
     train_attention: bool = True
     eval_every: int = 10
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "attn_lr", "max_step"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (or None for full batch), got {self.batch_size}")
+
 
 def build_model(cfg: SyntheticConfig, **model_kwargs: Any) -> SimplifiedViT:
     return SimplifiedViT(cfg.num_patches, cfg.d, num_classes=cfg.num_classes, **model_kwargs)
@@ -215,8 +226,9 @@ def vit_association(
     groups = make_partition(cfg)
     rows: list[Row] = []
     maps: dict[int, torch.Tensor] = {}
-    for block in range(len(model.attention_maps(images[:1]))):
-        heads = [None] + (list(range(model.attention_maps(images[:1])[block].shape[1])) if per_head else [])
+    num_heads = [m.shape[1] for m in model.attention_maps(images[:1])]
+    for block, h in enumerate(num_heads):
+        heads = [None] + (list(range(h)) if per_head else [])
         for head in heads:
             A = vit_attention_matrix(model, images, block, cfg.grid, head=head)
             if head is None:
