@@ -18,6 +18,7 @@ Also writes the parameter/FLOP cost of conv Q/K/V projections against the linear
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import statistics
 import time
@@ -45,6 +46,18 @@ VARIANTS = [
     ("sdt", "cag", {}, ("factorised", "flex", "sdpa", "reference")),
     ("sdt_warped", "cag", {"form": "warped"}, ("flex", "sdpa", "reference")),
 ]
+
+
+def _parse(value: str):
+    """A CSV cell back to int/float/None."""
+    if value == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def sync(device: torch.device) -> None:
@@ -120,6 +133,59 @@ def projection_costs(dim: int, grid: tuple[int, int]) -> list[dict]:
     return rows
 
 
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's CPU targets for the decay kernels, read off the measured rows (forward pass)."""
+    ms = {(r["variant"], r["backend"], r["N"]): r for r in rows if r["mode"] == "fwd" and r.get("ms") is not None}
+    sizes = sorted({n for _, _, n in ms})
+    out = []
+    for variant in ("rmt", "sdt"):
+        for backend in ("flex", "factorised"):
+            if (variant, backend, sizes[0]) not in ms:
+                continue
+            get = lambda n, b=backend, v=variant: ms.get((v, b, n))  # noqa: E731
+            if get(256):
+                out.append(
+                    dict(
+                        target=f"{variant} {backend} fwd time / plain sdpa at N=256 (<= 1.7)", value=get(256)["x_sdpa"]
+                    )
+                )
+            if get(1024) and get(4096):
+                ratio = get(4096)["peak_MiB"] / get(1024)["peak_MiB"]
+                out.append(dict(target=f"{variant} {backend} fwd mem(4096)/mem(1024) (<= 4.5)", value=ratio))
+            for n in (n for n in sizes if n >= 1024 and get(n) and ms.get((variant, "reference", n))):
+                speedup = ms[(variant, "reference", n)]["ms"] / get(n)["ms"]
+                out.append(
+                    dict(target=f"{variant} {backend} fwd speed-up over reference at N={n} (>= 3)", value=speedup)
+                )
+    return out
+
+
+def flex_kernel_check(n: int, batch: int, heads: int, head_dim: int, repeats: int) -> list[dict]:
+    """Kernel-only forward times: SDPA, flex with no score_mod, flex with the fixed-decay score_mod (CPU check)."""
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    from spatialvit.attention import ManhattanBias
+    from spatialvit.attention.decay import gamma_schedule
+
+    side = math.isqrt(n)
+    q, k, v = (torch.randn(batch, heads, n, head_dim) for _ in range(3))
+    rates = (-gamma_schedule(heads).log()).float()[None, :, None].expand(1, heads, n)
+    decay = ManhattanBias((side, side), rates, constant=True).score_mod(batch)
+    compiled = torch.compile(flex, dynamic=False)
+    cases = [
+        ("sdpa (no bias)", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)),
+        ("flex, no score_mod", lambda: compiled(q, k, v)),
+        ("flex, decay score_mod", lambda: compiled(q, k, v, score_mod=decay)),
+    ]
+    rows = []
+    with torch.no_grad():
+        for label, fn in cases:
+            rows.append(dict(kernel=label, N=n, ms=time_ms(fn, torch.device("cpu"), repeats, 5.0)))
+    for r in rows:
+        r["x_sdpa"] = r["ms"] / rows[0]["ms"]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024, 4096], help="token counts (squares)")
@@ -135,13 +201,26 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, help=f"subset of {[v[0] for v in VARIANTS]}")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the CSV/JSON/Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flex-kernel", action="store_true", help="only the kernel-level flex check at N=256")
+    parser.add_argument("--from-csv", default=None, help="only re-print the tables and targets of a saved run")
     args = parser.parse_args()
+    columns = ["variant", "backend", "N", "mode", "ms", "x_sdpa", "peak_MiB", "mem_x_sdpa", "note"]
+    if args.from_csv:
+        with open(args.from_csv, newline="") as f:
+            rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        print(markdown_table(rows, 2, columns) + "\n\n" + markdown_table(targets(rows), 2))
+        return
     sizes, repeats = ([64, 256, 1024], min(args.repeats, 5)) if args.quick else (args.sizes, args.repeats)
     for n in sizes:
         if math.isqrt(n) ** 2 != n:
             parser.error(f"--sizes must be perfect squares (square grids), got {n}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.flex_kernel:
+        warnings.simplefilter("ignore", UserWarning)
+        head_dim = args.dim // args.heads
+        print(markdown_table(flex_kernel_check(256, args.batch, args.heads, head_dim, max(repeats, 20)), 2))
+        return
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     variants = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
     warnings.simplefilter("ignore", UserWarning)
@@ -168,11 +247,14 @@ def main() -> None:
         if r["ms"] is not None and b is not None:
             r["x_sdpa"] = r["ms"] / b["ms"]
             r["mem_x_sdpa"] = r["peak_MiB"] / max(b["peak_MiB"], 1e-9)
-    columns = ["variant", "backend", "N", "mode", "ms", "x_sdpa", "peak_MiB", "mem_x_sdpa", "note"]
     out = Path(args.out)
     tag = f"attention_{device.type}_{args.dtype}"
     save_table([{c: r.get(c) for c in columns} for r in rows], out, tag, digits=2)
     print(markdown_table(rows, 2, columns))
+
+    goals = targets(rows)
+    save_table(goals, out, f"{tag}_targets", digits=2)
+    print("\nTargets\n" + markdown_table(goals, 2))
 
     costs = projection_costs(args.dim, (math.isqrt(sizes[0]),) * 2)
     save_table(costs, out, "attention_projection_costs", digits=3)

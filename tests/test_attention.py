@@ -13,7 +13,7 @@ from spatialvit.attention.decay import gamma_schedule
 from spatialvit.models import create_model, list_models
 
 GRID = (3, 5)  # non-square on purpose
-DIM, HEADS = 24, 3
+DIM, HEADS = 24, 3  # head dim 8
 
 
 def _x(prefix: int, batch: int = 2) -> torch.Tensor:
@@ -49,6 +49,9 @@ CASES = [
     ("cag", "factorised", {}),
     ("cag", "factorised", {"alpha": 0.5}),
     ("cag", "sdpa", {"form": "warped"}),
+    ("decay", "factorised", {"rope": True, "lepe_kernel": 3}),
+    ("decay", "sdpa", {"decomposed": True, "rope": True, "lepe_kernel": 5}),
+    ("cag", "factorised", {"rope": True, "lepe_kernel": 3}),
     ("conv_qkv", "sdpa", {}),
     ("conv_qkv", "sdpa", {"conv_mode": "separable", "kernel_size": 5}),
     ("gpsa", "sdpa", {}),
@@ -68,6 +71,10 @@ def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, pref
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"grad of {n}: {m}")
     if "gate_weight" in names:
         assert g_fast[names.index("gate_weight")].abs().sum() > 0  # gradients reach the gate
+    _, attn = fast(x, GRID, return_attn=True)  # maps from every variant: rows are distributions
+    n = x.shape[1]
+    assert attn.shape == (2, HEADS, n, n) and (attn >= 0).all()
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, HEADS, n, dtype=torch.float64))
 
 
 def test_factorised_kernel_equals_dense_bias_with_prefix():
@@ -207,6 +214,19 @@ def test_auto_backend_choice_and_flex_fallback_warns():
     torch.testing.assert_close(out, ref(xd, GRID))
 
 
+def test_rope_logits_depend_on_relative_position_only():
+    from spatialvit.attention.decay import rope_2d
+
+    q, k = torch.randn(2, 1, 1, 8, dtype=torch.float64).unbind(0)
+    grid = (4, 4)
+    rq = rope_2d(q.expand(1, 16, 8)[None], grid, 0)[0, 0]  # the same vector at every position
+    rk = rope_2d(k.expand(1, 16, 8)[None], grid, 0)[0, 0]
+    logits = rq @ rk.T  # [16, 16]
+    # shifting both tokens by the same offset leaves the logit unchanged: (0,0)-(1,2) vs (2,1)-(3,3)
+    torch.testing.assert_close(logits[0, 1 * 4 + 2], logits[2 * 4 + 1, 3 * 4 + 3])
+    torch.testing.assert_close(rq.norm(dim=-1), q.norm().expand(16))
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="backend"):
         create_attention("softmax", DIM, num_heads=HEADS, backend="flex")
@@ -222,6 +242,10 @@ def test_bad_arguments_are_named():
         create_attention("conv_qkv", DIM, num_heads=HEADS, conv_mode="dilated")
     with pytest.raises(ValueError, match="pos_type"):
         create_attention("positional", DIM, num_heads=HEADS, pos_type="rope")
+    with pytest.raises(ValueError, match="rope"):
+        create_attention("decay", DIM, num_heads=4, rope=True)  # head dim 6
+    with pytest.raises(ValueError, match="lepe_kernel"):
+        create_attention("decay", DIM, num_heads=HEADS, lepe_kernel=4)
     with pytest.raises(ValueError, match="alpha"):
         create_attention("cag", DIM, num_heads=HEADS, alpha=0)
 
@@ -241,7 +265,7 @@ def test_registered_model_trains_one_step(name):
     )
     torch.manual_seed(0)
     x, y = torch.rand(8, 3, img, img), torch.arange(8) % 4
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(model.parameters(), lr=0.003)
     loss = torch.nn.functional.cross_entropy(model(x), y)
     opt.zero_grad()
     loss.backward()

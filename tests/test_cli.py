@@ -57,6 +57,7 @@ def test_python_m_spatialvit_train_then_eval(tmp_path, capsys):
         (["train", "--model", "vit_mikro_patch4"], "unknown model 'vit_mikro_patch4'"),
         (["train", "--model", "vit_micro_patch16", "--data", "digits"], "registered for 224x224 images"),
         (["train", "--data", "nodata"], "unknown dataset 'nodata'"),
+        (["train", "--data", "cifar10:no/such/dir", "--img-size", "32"], "folder no/such/dir not found"),
         (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["train", "--resume", "missing.pt", "--out", "x"], "checkpoint to resume 'missing.pt' does not exist"),
         (["eval", "--checkpoint", "missing.pt"], "checkpoint 'missing.pt' does not exist"),

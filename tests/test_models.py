@@ -153,3 +153,11 @@ def test_cnns_run_from_8_to_224():
 def test_list_models_pattern():
     assert "vit_micro_patch4" in list_models("vit_*_patch4")
     assert all(n.startswith("resnet") for n in list_models("resnet*"))
+
+
+def test_grid_shaped_mixer_parameters_follow_the_model_grid():
+    for name, size, grid in (("vit_posattn_micro_patch16", 224, 14), ("vit_gpsa_micro_patch4", 48, 12)):
+        model = create_model(name, img_size=size)
+        assert model.blocks[0].attn.positional.pos.shape[1:3] == (grid, grid)
+    chosen = create_model("vit_posattn_micro_patch4", attn_kwargs={"pos_grid": 4})
+    assert chosen.blocks[0].attn.positional.pos.shape[1:3] == (4, 4)

@@ -150,7 +150,7 @@ def test_zero_fill_is_zero_after_normalisation_whichever_way_normalisation_is_gi
     loader = DataLoader(TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=8)
     kw = dict(shuffle_grids=(), mask_grids=(2,), mask_ratios=(1.0,), repeats=1, progress=False)
     explicit, wrapped = Spy(), Spy()
-    sensitivity_sweep(explicit, loader, normalize=(MEAN, STD), **kw)
+    sensitivity_sweep(explicit, loader, normalize=(MEAN, STD), **{**kw, "progress": True})
     sensitivity_sweep(nn.Sequential(Normalize(MEAN, STD), wrapped), loader, normalize=None, **kw)
     assert torch.equal(explicit.seen[1], torch.zeros_like(x))  # every block masked: all zero after normalisation
     assert torch.allclose(wrapped.seen[1], torch.zeros_like(x))
@@ -180,8 +180,10 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match=r"mask ratio must be a number in \[0, 1\], got 1.5"):
         sensitivity_sweep(model, loader, mask_ratios=(0.5, 1.5), **kw)
     big = DataLoader(TensorDataset(torch.rand(4, 1, 32, 32), torch.zeros(4, dtype=torch.long)), batch_size=4)
+    model.train()
     with pytest.raises(ValueError, match="the model expects 16x16 images but the data is 32x32"):
         sensitivity_sweep(model, big, shuffle_grids=(2,), mask_ratios=(), **kw)
+    assert model.training  # the caller's mode comes back, also after an error
     rgb = DataLoader(TensorDataset(torch.rand(4, 3, 16, 16), torch.zeros(4, dtype=torch.long)), batch_size=4)
     with pytest.raises(ValueError, match="takes 1-channel images but the data has 3 channels"):
         sensitivity_sweep(model, rgb, shuffle_grids=(2,), mask_ratios=(), **kw)

@@ -4,12 +4,15 @@ import itertools
 import math
 import os
 import socket
+import sys
+import types
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from spatialvit.data import DatasetInfo, TensorImageDataset, list_datasets, register_dataset
 from spatialvit.models import create_model, list_models, register_model
 from spatialvit.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, model_from_checkpoint
 from spatialvit.train.distributed import shard_indices
@@ -132,6 +135,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, linear):
     assert len((tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()) == 2  # header + epoch 1
 
 
+def test_tensorboard_scalars_when_it_imports(tmp_path, linear, monkeypatch):
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, logdir: str) -> None:
+            calls.append(("open", logdir))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    result = fit(tiny(tmp_path, epochs=2, **linear))
+    assert calls[0] == ("open", str(result.run_dir)) and calls[-1] == ("close",)
+    for row in result.history:
+        assert ("test_top1", row["test_top1"], row["epoch"]) in calls
+        assert ("lr", row["lr"], row["epoch"]) in calls
+
+
 def test_model_and_image_size_errors(tmp_path):
     with pytest.raises(KeyError, match=r"unknown model 'vit_mikro_patch4'.*Did you mean: vit_micro_patch4"):
         fit(tiny(tmp_path, model="vit_mikro_patch4"))
@@ -143,6 +170,19 @@ def test_model_and_image_size_errors(tmp_path):
         fit(tiny(tmp_path, model_kwargs={"no_such_arg": 1}))
     with pytest.raises(KeyError, match="unknown dataset"):
         fit(tiny(tmp_path, data="no_such_data"))
+
+
+def test_eval_on_data_of_another_shape_is_refused(tmp_path, linear):
+    if "_test_three_classes" not in list_datasets():
+
+        @register_dataset("_test_three_classes")
+        def three(root, split, img_size):
+            info = DatasetInfo("three", 3, 1, (8, 8), (0.5,), (0.25,))
+            return TensorImageDataset(torch.rand(6, 1, 8, 8), torch.arange(6) % 3, info)
+
+    result = fit(tiny(tmp_path, epochs=1, **linear))
+    with pytest.raises(ValueError, match="expects 10 classes of 1-channel 8x8 images but '_test_three_classes' has 3"):
+        evaluate_checkpoint(result.last_checkpoint, data="_test_three_classes")
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):

@@ -19,7 +19,8 @@ from .registry import register_attention
 
 @register_attention("cag")
 class ContextDecayAttention(ManhattanDecayAttention):
-    """SDT decay attention. ``form``: ``'pairwise'`` | ``'warped'``; ``alpha``: rate scale. (The inherited fixed
+    """SDT decay attention. ``form``: ``'pairwise'`` | ``'warped'``; ``alpha``: rate scale; ``rope``, ``lepe_kernel``:
+    RMT's block extras (see :mod:`.decay`). (The inherited fixed
     ``log_rate`` is only the schedule the gate starts from; the decomposed form is offered by ``'decay'`` alone.)"""
 
     def __init__(
@@ -35,8 +36,22 @@ class ContextDecayAttention(ManhattanDecayAttention):
         gamma_b: float = 4.0,
         form: str = "pairwise",
         alpha: float = 1.0,
+        rope: bool = False,
+        lepe_kernel: int = 0,
     ) -> None:
-        super().__init__(dim, num_heads, num_prefix_tokens, qkv_bias, attn_drop, proj_drop, backend, gamma_a, gamma_b)
+        super().__init__(
+            dim,
+            num_heads,
+            num_prefix_tokens,
+            qkv_bias,
+            attn_drop,
+            proj_drop,
+            backend,
+            gamma_a,
+            gamma_b,
+            rope=rope,
+            lepe_kernel=lepe_kernel,
+        )
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
         if form == "warped" and backend == "factorised":

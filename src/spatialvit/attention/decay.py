@@ -3,6 +3,9 @@
 Per-head ``gamma_h = 1 - 2^-(a + b*h/heads)``, fixed or learnable. ``decomposed=True`` gives RMT's high-resolution
 form: attention along each row (with the 1D decay ``|x_i - x_j|``, prefix tokens as extra bias-free keys), then
 along each column (``|y_i - y_j|``) over the row step's output. Prefix-token queries attend to all tokens plainly.
+RMT's block extras are options, off by default so the decay is measured by itself: ``rope=True`` rotates grid
+tokens' q/k by their row (half the channels) and column (other half); ``lepe_kernel=k`` adds a depthwise ``k x k``
+conv of V over the grid to the output (RMT's LePE, k=5 there).
 """
 
 from __future__ import annotations
@@ -13,9 +16,20 @@ import torch
 from torch import nn
 
 from .kernels import reference_attention, sdpa_attention
-from .manhattan import ManhattanBias
+from .manhattan import ManhattanBias, grid_coords
 from .registry import register_attention
 from .softmax import SoftmaxAttention
+
+
+def rope_2d(t: torch.Tensor, grid: tuple[int, int], num_prefix: int, base: float = 10000.0) -> torch.Tensor:
+    """Axial 2D rotary embedding of grid tokens in ``t[B, h, N, d]`` (prefix tokens unchanged; ``d % 4 == 0``)."""
+    d = t.shape[-1]
+    y, x = grid_coords(grid, t.device)
+    freqs = base ** -(torch.arange(d // 4, device=t.device, dtype=t.dtype) / (d // 4))
+    angle = torch.cat([y.to(t.dtype)[:, None] * freqs, x.to(t.dtype)[:, None] * freqs], -1).repeat(1, 2)  # [H*W, d]
+    g = t[..., num_prefix:, :]
+    half = torch.cat([-g[..., d // 2 :], g[..., : d // 2]], -1)
+    return torch.cat([t[..., :num_prefix, :], g * angle.cos() + half * angle.sin()], -2)
 
 
 def gamma_schedule(num_heads: int, a: float = 2.0, b: float = 4.0) -> torch.Tensor:
@@ -42,8 +56,16 @@ class ManhattanDecayAttention(SoftmaxAttention):
         gamma_b: float = 4.0,
         learnable_decay: bool = False,
         decomposed: bool = False,
+        rope: bool = False,
+        lepe_kernel: int = 0,
     ) -> None:
         super().__init__(dim, num_heads, num_prefix_tokens, qkv_bias, attn_drop, proj_drop, backend)
+        if rope and self.head_dim % 4:
+            raise ValueError(f"rope needs head_dim divisible by 4, got {self.head_dim}")
+        if lepe_kernel < 0 or (lepe_kernel and lepe_kernel % 2 == 0):
+            raise ValueError(f"lepe_kernel must be 0 (off) or a positive odd number, got {lepe_kernel}")
+        self.rope = rope
+        self.lepe = nn.Conv2d(dim, dim, lepe_kernel, padding=lepe_kernel // 2, groups=dim) if lepe_kernel else None
         if decomposed and self.backend not in ("auto", "sdpa", "reference"):
             raise ValueError(f"decomposed decay runs on backend 'sdpa' or 'reference', got {self.backend!r}")
         self.decomposed = decomposed
@@ -58,6 +80,12 @@ class ManhattanDecayAttention(SoftmaxAttention):
         """Current per-head decay ``gamma_h`` ``[heads]``."""
         return torch.exp(-self.log_rate.exp())
 
+    def project(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = super().project(x, grid)
+        if self.rope:
+            q, k = (rope_2d(t, grid, self.num_prefix_tokens) for t in (q, k))
+        return q, k, v
+
     def spatial_bias(self, x: torch.Tensor, grid: tuple[int, int]) -> ManhattanBias:
         rates = self.log_rate.exp().to(x.dtype)[None, :, None].expand(1, -1, grid[0] * grid[1])
         return ManhattanBias(grid, rates, self.num_prefix_tokens, constant=True)
@@ -71,12 +99,22 @@ class ManhattanDecayAttention(SoftmaxAttention):
         grid: tuple[int, int],
         return_attn: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not self.decomposed:
-            return super().attend(q, k, v, x, grid, return_attn)
         dropout_p = self.attn_drop if self.training else 0.0
-        if return_attn or self.backend == "reference":
-            return self._decomposed_reference(q, k, v, grid, dropout_p)
-        return self._decomposed_sdpa(q, k, v, grid, dropout_p), None
+        if not self.decomposed:
+            out, attn = super().attend(q, k, v, x, grid, return_attn)
+        elif return_attn or self.backend == "reference":
+            out, attn = self._decomposed_reference(q, k, v, grid, dropout_p)
+        else:
+            out, attn = self._decomposed_sdpa(q, k, v, grid, dropout_p), None
+        return (out if self.lepe is None else out + self._lepe(v, grid)), attn
+
+    def _lepe(self, v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Depthwise conv of the grid tokens' values, ``[B, h, N, d]`` (zero for prefix tokens)."""
+        B, h, N, d = v.shape
+        P = self.num_prefix_tokens
+        fmap = v[:, :, P:].transpose(1, 2).reshape(B, N - P, h * d).transpose(1, 2).unflatten(2, grid)
+        out = self.lepe(fmap).flatten(2).view(B, h, d, N - P).transpose(2, 3)
+        return nn.functional.pad(out, (0, 0, P, 0))
 
     def _line_bias(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """1D decay ``-rate_h * |i - j|`` ``[heads, n, n]``."""

@@ -13,6 +13,7 @@ FlexAttention ``score_mod`` (no N x N tensor) and, for the pairwise form, as exa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -107,7 +108,7 @@ class ManhattanBias:
         if self.constant:  # -c D_ij = -c s_j + 2c U_i.U_j - c s_i
             c = r[..., :1, None].expand(b, h, n, 1)
             q = torch.cat([-c, 2 * c * Ub], -1)
-            k = torch.cat([torch.ones_like(c) * sb, Ub], -1)
+            k = torch.cat([sb, Ub], -1)
             dropped = c * sb  # the query-only term left out above, with its sign flipped
         else:  # -(r_i + r_j)/2 (s_i + s_j - 2 U_i.U_j) = (these columns) - r_i s_i / 2
             ri = r[..., None]
@@ -125,7 +126,7 @@ class ManhattanBias:
         k = torch.cat([self._pad(k, 1), is_prefix], -1)
         return q, k
 
-    def score_mod(self, batch: int):
+    def score_mod(self, batch: int) -> Callable[..., torch.Tensor]:
         """FlexAttention ``score_mod(score, b, h, q_idx, kv_idx)`` adding the bias from coordinates and rates."""
         P = self.num_prefix
         if self.form == "pairwise":

@@ -27,7 +27,7 @@ POS_TYPES = ("learned", "sincos")
 class PositionalMap(nn.Module):
     """``A [1, heads, N, N] = softmax((P W_q)(P W_k)^T * scale)`` from positional encodings alone.
 
-    ``pos_type``: ``'learned'`` grid ``[1, gh, gw, C]`` (``pos_grid``; 8 suits 32x32 images with patch 4) or
+    ``pos_type``: ``'learned'`` grid ``[1, gh, gw, C]`` (``pos_grid``; the ViT passes its patch grid) or
     ``'sincos'``; prefix tokens get learned vectors.
     """
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._names import unknown_name
 from .base import TokenMixer
@@ -31,9 +32,16 @@ def get_attention(name: str) -> type[TokenMixer]:
     return _ATTENTION[name]
 
 
-def create_attention(name: str, dim: int, **kwargs) -> TokenMixer:
-    """Instantiate the token mixer ``name`` for width ``dim``."""
-    return get_attention(name)(dim, **kwargs)
+def create_attention(name: str, dim: int, grid: tuple[int, int] | None = None, **kwargs: Any) -> TokenMixer:
+    """Instantiate the token mixer ``name`` for width ``dim``.
+
+    ``grid`` is the patch grid the mixer is built for: mixers with grid-shaped parameters (a ``pos_grid``
+    argument, e.g. learned positional maps) are sized from it unless ``pos_grid`` is given explicitly.
+    """
+    cls = get_attention(name)
+    if grid is not None and "pos_grid" in inspect.signature(cls).parameters:
+        kwargs.setdefault("pos_grid", tuple(grid))
+    return cls(dim, **kwargs)
 
 
 def list_attention() -> list[str]:

@@ -33,12 +33,14 @@ class Block(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         layer_scale_init: float | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = create_attention(
             attn_layer,
             dim,
+            grid=grid,
             num_heads=num_heads,
             num_prefix_tokens=num_prefix_tokens,
             qkv_bias=qkv_bias,
@@ -144,6 +146,7 @@ class VisionTransformer(nn.Module):
                 attn_drop_rate,
                 dpr[i],
                 layer_scale_init,
+                self.grid,
             )
             for i in range(depth)
         )

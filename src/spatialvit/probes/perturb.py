@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import torch
 
 Grid = int | tuple[int, int]
-Fill = str  # "zero" | "mean" | "noise"
 FILLS = ("zero", "mean", "noise")
 
 _M32 = 0xFFFFFFFF
@@ -212,7 +211,7 @@ def block_mask(
     grid: Grid,
     ratio: float,
     *,
-    fill: Fill = "zero",
+    fill: str = "zero",
     mean: float | Sequence[float] | torch.Tensor = 0.0,
     std: float | Sequence[float] | torch.Tensor = 1.0,
     data_mean: float | Sequence[float] | torch.Tensor | None = None,

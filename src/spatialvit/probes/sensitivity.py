@@ -293,6 +293,20 @@ def _data_mean(loader: Iterable) -> torch.Tensor:
     return (total / count).float()
 
 
+def _batch_stats(clean_logp: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Sums over a batch of log-probabilities ``[B, classes]``: (top-1 hits, top-5 hits, prediction flips against
+    the clean arg-max, KL(clean || perturbed)); hits are 0 without labels. Returns float64 ``[4]``."""
+    pred = logp.argmax(-1)
+    flips = (pred != clean_logp.argmax(-1)).sum()
+    kl = (clean_logp.exp() * (clean_logp - logp)).sum(-1).clamp_min(0).sum()
+    if labels is None:
+        hit1 = hit5 = torch.zeros((), device=logp.device)
+    else:
+        hit1 = (pred == labels).sum()
+        hit5 = (logp.topk(min(5, logp.shape[1])).indices == labels[:, None]).any(-1).sum()
+    return torch.stack([hit1, hit5, flips, kl]).double()
+
+
 @torch.inference_mode()
 def sensitivity_sweep(
     model: nn.Module,
@@ -367,44 +381,39 @@ def sensitivity_sweep(
     clean = torch.zeros(2, dtype=torch.float64, device=device)
     seen, labeled, image_size, classes = 0, True, None, 0
     try:
-        total = len(loader)  # type: ignore[arg-type]
+        passes = len(loader) * (1 + len(settings) * repeats)  # type: ignore[arg-type]
     except TypeError:
-        total = None
-    for batch in tqdm(loader, total=total, desc=f"sensitivity {name or ''}".strip(), disable=not progress):
-        x, y = _split_batch(batch)
-        if image_size is None:  # check everything before the first forward pass
-            check_input(model, x.shape[1:])
-            for s in settings:
-                block_size(x.shape[-2:], s.grid)
-            image_size = tuple(x.shape[-2:])
-            labeled = y is not None
-        if not x.is_floating_point():
-            raise ValueError(f"images must be floats in [0, 1], got {x.dtype}")
-        x = x.to(device)
-        index = torch.arange(seen, seen + len(x), device=device)
-        clean_logp = predict(x)
-        classes = clean_logp.shape[1]
-        k = min(5, classes)
-        pred = clean_logp.argmax(-1)
-        if labeled:
-            y = y.to(device)
-            if int(y.max()) >= classes or int(y.min()) < 0:
-                raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
-            clean += torch.stack([(pred == y).sum(), (clean_logp.topk(k).indices == y[:, None]).any(-1).sum()])
-        p_clean = clean_logp.exp()
-        for i, s in enumerate(settings):
-            for r in range(repeats):
-                logp = predict(s.apply(x, s.seed(seed, r), index, **options))
-                kl = (p_clean * (clean_logp - logp)).sum(-1).clamp_min(0).sum()
-                flips = (logp.argmax(-1) != pred).sum()
-                if labeled:
-                    hit1 = (logp.argmax(-1) == y).sum()
-                    hit5 = (logp.topk(k).indices == y[:, None]).any(-1).sum()
-                else:
-                    hit1 = hit5 = torch.zeros((), device=device)
-                stats[i, r] += torch.stack([hit1, hit5, flips, kl]).to(stats.dtype)
-        seen += len(x)
-    model.train(was_training)
+        passes = None
+    bar = tqdm(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", disable=not progress)
+    try:
+        for batch in loader:
+            x, y = _split_batch(batch)
+            if image_size is None:  # check everything before the first forward pass
+                check_input(model, x.shape[1:])
+                for s in settings:
+                    block_size(x.shape[-2:], s.grid)
+                image_size = tuple(x.shape[-2:])
+                labeled = y is not None
+            if not x.is_floating_point():
+                raise ValueError(f"images must be floats in [0, 1], got {x.dtype}")
+            x = x.to(device)
+            index = torch.arange(seen, seen + len(x), device=device)
+            clean_logp = predict(x)
+            bar.update()
+            classes = clean_logp.shape[1]
+            if labeled:
+                y = y.to(device)
+                if int(y.max()) >= classes or int(y.min()) < 0:
+                    raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
+            clean += _batch_stats(clean_logp, clean_logp, y)[:2]
+            for i, s in enumerate(settings):
+                for r in range(repeats):
+                    stats[i, r] += _batch_stats(clean_logp, predict(s.apply(x, s.seed(seed, r), index, **options)), y)
+                    bar.update()
+            seen += len(x)
+    finally:
+        bar.close()
+        model.train(was_training)
     if not seen:
         raise ValueError("the loader yielded no images")
 

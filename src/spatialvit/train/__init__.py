@@ -2,7 +2,7 @@
 
 from .checkpoint import classifier_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .loop import FitResult, NonFiniteLossError, evaluate, fit
+from .loop import FitResult, NonFiniteLossError, evaluate, evaluate_checkpoint, fit
 
 __all__ = [
     "FitResult",
@@ -10,6 +10,7 @@ __all__ = [
     "TrainConfig",
     "classifier_from_checkpoint",
     "evaluate",
+    "evaluate_checkpoint",
     "fit",
     "load_checkpoint",
     "model_from_checkpoint",

@@ -53,7 +53,9 @@ class TrainConfig:
     device: str = _opt("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     amp: bool = _opt(True, "bfloat16 autocast on CUDA (ignored on CPU)")
     compile: bool = _opt(False, "wrap the model in torch.compile")
-    threads: int | None = _opt(None, "CPU threads of torch (default: torch's choice; 1 is fastest on a busy CPU)")
+    threads: int | None = _opt(
+        1, "CPU threads of torch (null: torch's choice; 1 is fastest for small models on a shared CPU)"
+    )
     num_workers: int = _opt(0, "DataLoader worker processes")
     out: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = _opt(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
@@ -80,7 +82,6 @@ class TrainConfig:
             "mixup_alpha": self.mixup_alpha,
             "cutmix_alpha": self.cutmix_alpha,
             "num_workers": self.num_workers,
-            "threads": self.threads or 0,
             "save_every": self.save_every,
         }
         for name, value in non_negative.items():
@@ -94,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ValueError(f"clip_grad must be positive or null (no clipping), got {self.clip_grad}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null (torch's choice), got {self.threads}")
         if self.img_size is not None and self.img_size <= 0:
             raise ValueError(f"img_size must be positive, got {self.img_size}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 from tqdm.auto import tqdm
 
 from ..data import DatasetInfo, Normalize, load_dataset
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may change when a run is resumed: they do not alter the trajectory of the weights.
 RUNTIME_KEYS = frozenset(
-    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "threads"}
+    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "compile", "threads"}
 )
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
@@ -91,7 +91,6 @@ def fit(config: TrainConfig) -> FitResult:
     info: DatasetInfo = train_set.info
     torch.manual_seed(config.seed)
     model, model_kwargs = build_model(config, info)
-    model.to(device)
     net: nn.Module = nn.Sequential(Normalize(info.mean, info.std), model).to(device)
     if ctx.distributed:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -120,29 +119,11 @@ def fit(config: TrainConfig) -> FitResult:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["metrics"])
-        log.info("resumed %s at epoch %d/%d", resume_from, start_epoch, config.epochs)
+        if ctx.is_main:
+            log.info("resumed %s at epoch %d/%d", resume_from, start_epoch, config.epochs)
 
     loader_gen = torch.Generator()
-    sampler: DistributedSampler | RandomSampler
-    if ctx.distributed:
-        sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
-    else:
-        sampler = RandomSampler(train_set, generator=loader_gen)
-    pin = device.type == "cuda"
-    train_loader = DataLoader(
-        train_set,
-        config.batch_size,
-        sampler=sampler,
-        num_workers=config.num_workers,
-        generator=loader_gen,
-        pin_memory=pin,
-    )
-    test_loader = DataLoader(
-        Subset(test_set, shard_indices(len(test_set), ctx.rank, ctx.world_size)),
-        config.batch_size,
-        num_workers=config.num_workers,
-        pin_memory=pin,
-    )
+    train_loader, test_loader = _loaders(train_set, test_set, config, ctx, device, loader_gen)
 
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     writer = None
@@ -157,8 +138,8 @@ def fit(config: TrainConfig) -> FitResult:
         loader_gen.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=0))
         aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=1))
         torch.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=2))
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         bar = tqdm(
             train_loader,
@@ -189,8 +170,8 @@ def fit(config: TrainConfig) -> FitResult:
             "img_per_s": train["n"] / train_time,
         }
         history.append(row)
-        log.info(_epoch_line(row, config.epochs))
         if ctx.is_main:
+            log.info(_epoch_line(row, config.epochs))
             state = {
                 "model_name": config.model,
                 "model_kwargs": model_kwargs,
@@ -403,6 +384,24 @@ def _train_epoch(
             batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     loss_sum, correct, n = ctx.all_reduce_sum([loss_sum, correct, n], device)
     return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "n": n}
+
+
+def _loaders(
+    train_set: Dataset,
+    test_set: Dataset,
+    config: TrainConfig,
+    ctx: DistContext,
+    device: torch.device,
+    gen: torch.Generator,
+) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches (this rank's shard under DDP) and this rank's unpadded shard of the test set."""
+    if ctx.distributed:
+        sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
+    else:
+        sampler = RandomSampler(train_set, generator=gen)
+    common = dict(batch_size=config.batch_size, num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    test_shard = Subset(test_set, shard_indices(len(test_set), ctx.rank, ctx.world_size))
+    return DataLoader(train_set, sampler=sampler, generator=gen, **common), DataLoader(test_shard, **common)
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
