@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Sub-commands, in the order ``--help`` lists them; each is the module of that name unless MODULES says otherwise.
-COMMANDS = ["models", "train", "eval", "sensitivity", "generate", "study", "bench"]
+COMMANDS = ["study", "train", "eval", "models", "sensitivity", "synth", "generate", "bench"]
 MODULES = {"eval": "evaluate"}
 
 

@@ -4,7 +4,9 @@
 ``[0, 1]`` with an ``info`` (:class:`DatasetInfo`: classes, channels, size, mean/std).
 """
 
-from . import digits, images  # noqa: F401  (register "digits"; "cifar10", "cifar100(_coarse)", "svhn", "folder")
+from . import digits, images, synthetic  # noqa: F401  (register "digits"; "cifar10", "cifar100(_coarse)", "svhn",
+
+# "folder"; "synthetic")
 from .base import (
     DatasetInfo,
     Normalize,

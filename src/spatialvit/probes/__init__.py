@@ -1,5 +1,6 @@
 """Probes: measure what a trained classifier uses — block perturbations and the sensitivity sweep."""
 
+from . import association  # noqa: F401  (patch association: spatialvit.probes.association)
 from .perturb import block_mask, block_rotate, block_shuffle, is_aligned
 from .sensitivity import (
     Perturbation,

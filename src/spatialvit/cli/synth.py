@@ -1,0 +1,260 @@
+"""``spatialvit synth``: synthetic spatially structured data — train positional attention, measure patch
+association, transfer to a new feature on the same groups."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from ..data import Normalize
+from ..data.synthetic import (
+    SyntheticConfig,
+    load_synthetic,
+    make_partition,
+    sample_synthetic,
+    split_spec,
+    synthetic_info,
+)
+from ..probes.association import CLUSTER_METHODS, association_report
+from ..report.synthetic_plots import plot_association_history, plot_attention_groups, plot_transfer
+from ..report.tables import markdown_table, save_table
+from ..synth.experiments import (
+    TEST_SEED_OFFSET,
+    TRANSFER_ARMS,
+    FitSettings,
+    bayes_accuracy,
+    global_count_accuracy,
+    summarise_transfer,
+    train_association,
+    transfer_experiment,
+    vit_association,
+)
+from ..synth.model import ACTIVATIONS, SimplifiedViT
+from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+SIMPLIFIED = "synth_simplified"
+# Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
+# pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
+PRESETS = {
+    "image": dict(data="", n_train=10_000, steps=600, lr=0.1, attn_lr=1000.0, max_step=0.3, value_init_std=0.05),
+    "small": dict(
+        data="grid=1x10,d=100,group=1x2,partition=random",
+        n_train=50_000,
+        steps=300,
+        lr=0.1,
+        attn_lr=100.0,
+        max_step=None,
+        value_init_std=0.01,
+    ),
+}
+DATA_HELP = (
+    "data options key=value,... : grid=8 (or HxW), d=48, group=2 (or 2x2), partition=local|random, q=(default "
+    "log(d)/D), sigma=(default 1/sqrt(d)), num_classes=2, task_seed=0, patch_pixels=4, in_chans=3"
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="synthetic structured data: positional attention, patch association, transfer",
+        description="Jelassi et al.'s synthetic task: the label lives in one hidden group of patches. 'train' fits "
+        "the simplified positional-attention model and tracks how its attention matches the groups; 'associate' "
+        "measures patch association of a saved model (simplified, or a ViT checkpoint trained on the 'synthetic' "
+        "dataset); 'transfer' pre-trains on one feature and learns an orthogonal one on the same groups from n "
+        "samples with frozen, re-initialised or content attention.",
+    )
+    ops = p.add_subparsers(dest="synth_command", metavar="ACTION", required=True)
+
+    t = ops.add_parser(
+        "train",
+        help="train the simplified model; association over steps, heat-map of A",
+        description="Train F(X) = sum_i sum_r act(sum_j A_ij <v_r, X_j>), A = softmax(Q), by "
+        "full-batch gradient descent on the logistic loss; writes history/summary tables, "
+        "attention.png, association.png and model.pt to --out.",
+    )
+    _data_args(t)
+    _fit_args(t)
+    t.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
+    t.set_defaults(func=run_train)
+
+    a = ops.add_parser(
+        "associate",
+        help="patch association of a saved model",
+        description="Association metrics (within-group mass, AUC, top-C precision, ARI) of a model "
+        "from 'synth train' (model.pt), or of every block of a ViT checkpoint trained on the "
+        "'synthetic' image dataset (pass the same --data options it was trained with).",
+    )
+    a.add_argument("model", type=Path, help="model.pt of 'synth train', or a spatialvit ViT checkpoint")
+    a.add_argument("--data", default=None, help=DATA_HELP + " (ViT checkpoints only)")
+    a.add_argument("--images", type=int, default=256, help="images averaged for a ViT's attention (default 256)")
+    a.add_argument("--per-head", action="store_true", help="also one row per attention head (ViT)")
+    a.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
+    a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), help="output folder")
+    a.set_defaults(func=run_associate)
+
+    r = ops.add_parser(
+        "transfer",
+        help="transfer to a new feature on the same groups: accuracy vs n",
+        description="Pre-train on feature w*, then learn task 2 (same groups, orthogonal w') from n "
+        "samples with (a) frozen pre-trained attention, (b) re-initialised attention, (c) content "
+        "attention. Writes transfer_runs / transfer tables and transfer.png to --out.",
+    )
+    _data_args(r)
+    _fit_args(r)
+    r.add_argument("--ns", default="8,16,32,64,128,256", help="task-2 sample counts (comma list)")
+    r.add_argument("--arms", default=",".join(TRANSFER_ARMS), help="arms among frozen,reinit,content")
+    r.add_argument("--seeds", type=int, default=3, help="repetitions per (arm, n) (default 3)")
+    r.add_argument("--finetune-steps", type=int, default=300, help="GD steps on task 2 (default 300)")
+    r.set_defaults(func=run_transfer)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="image",
+        help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB), 10k samples, 600 steps; 'small': the "
+        "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps (default image)",
+    )
+    p.add_argument("--data", default=None, help=DATA_HELP + "; overrides the preset's")
+    p.add_argument("--n-train", type=int, default=None, help="training samples (preset: 10000 / 50000)")
+    p.add_argument("--n-test", type=int, default=2000, help="test samples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples (default 0)")
+    p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder (default runs/synth)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _fit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset image: 600, small: 300)")
+    p.add_argument("--lr", type=float, default=None, help="step size of the value vectors (preset: 0.1 / 0.1)")
+    p.add_argument("--attn-lr", type=float, default=None, help="step size of Q (preset: 1000 / 100; see docs)")
+    p.add_argument("--max-step", type=float, default=None, help="cap on each update's norm (preset: 0.3 / none)")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default poly5")
+    p.add_argument("--values", type=int, default=1, help="value vectors per output (default 1)")
+    p.add_argument("--value-init-std", type=float, default=None, help="init std of the values (preset: 0.05 / 0.01)")
+    p.add_argument("--no-reset-diagonal", action="store_true", help="let Q's diagonal train (default: reset)")
+    p.add_argument("--eval-every", type=int, default=10, help="evaluate every k steps (default 10)")
+
+
+def _config(args: argparse.Namespace) -> tuple[SyntheticConfig, int, FitSettings]:
+    preset = PRESETS[args.preset]
+    cfg = SyntheticConfig.from_string(",".join(filter(None, [preset["data"], args.data])))
+    pick = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in ("lr", "attn_lr", "max_step")}
+    settings = FitSettings(
+        steps=args.steps or preset["steps"],
+        **pick,
+        batch_size=args.batch_size,
+        reset_diagonal=not args.no_reset_diagonal,
+        eval_every=args.eval_every,
+    )
+    return cfg, args.n_train or preset["n_train"], settings
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    std = PRESETS[args.preset]["value_init_std"] if args.value_init_std is None else args.value_init_std
+    return dict(activation=args.activation, num_values=args.values, value_init_std=std)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg, n_train, settings = _config(args)
+    kwargs = _model_kwargs(args)
+    res = train_association(
+        cfg, n_train, args.n_test, settings, kwargs, args.seed, args.cluster, progress=not args.no_progress
+    )
+    test = sample_synthetic(cfg, args.n_test, seed=args.seed + TEST_SEED_OFFSET)  # the run's own test set
+    first, last = res.history[0], res.final
+    summary = [{"when": "init", **first}, {"when": "final", **last}]
+    save_table(res.history, args.out, "history")
+    save_table(summary, args.out, "summary")
+    plot_attention_groups(
+        res.model.attention().detach(),
+        res.groups,
+        cfg.grid,
+        args.out / "attention.png",
+        f"learned A (mass {last['mass']:.3f}, test acc {last['test_acc']:.3f})",
+    )
+    plot_association_history(res.history, args.out / "association.png")
+    save_checkpoint(
+        args.out / "model.pt",
+        {
+            "model_name": SIMPLIFIED,
+            "model_kwargs": {"num_patches": cfg.num_patches, "dim": cfg.d, "num_classes": cfg.num_classes, **kwargs},
+            "model": res.model.state_dict(),
+            "data_info": synthetic_info(cfg, (0.5,) * cfg.in_chans, (1.0,) * cfg.in_chans).to_dict(),
+            "synthetic": asdict(cfg),
+        },
+    )
+    print(
+        markdown_table(
+            summary, columns=["when", "step", "test_acc", "cos_v_w", "mass", "chance_mass", "auc", "top_c", "ari"]
+        )
+    )
+    print(
+        f"references on the {args.n_test} test samples: Bayes-optimal (knows groups and features) "
+        f"{bayes_accuracy(cfg, test):.4f}; structure-blind sum of <w*, X_j> over all patches "
+        f"{global_count_accuracy(cfg, test):.4f}"
+    )
+    print(f"wrote {args.out}/history.*, summary.*, attention.png, association.png, model.pt")
+    return 0
+
+
+def run_associate(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.model)
+    rows = []
+    if ckpt["model_name"] == SIMPLIFIED:
+        cfg = SyntheticConfig(**ckpt["synthetic"])
+        model = SimplifiedViT(**ckpt["model_kwargs"])
+        model.load_state_dict(ckpt["model"])
+        A, groups = model.attention().detach(), make_partition(cfg)
+        rows.append({"model": SIMPLIFIED, **association_report(A, groups, args.cluster)})
+        plot_attention_groups(A, groups, cfg.grid, args.out / "attention.png", "simplified model")
+    else:
+        if args.data is None:
+            raise ValueError("a ViT checkpoint needs --data with the synthetic options it was trained on")
+        cfg = SyntheticConfig.from_string(split_spec(args.data)[0])
+        model, info, ckpt = model_from_checkpoint(args.model)
+        images = load_synthetic(args.data, "test", None, n=args.images).images
+        images = Normalize(info.mean, info.std)(images)  # the normalisation the model was trained with
+        vit_rows, maps = vit_association(model, images, cfg, args.per_head, args.cluster)
+        rows = [{"model": ckpt["model_name"], **r} for r in vit_rows]
+        best = max(maps, key=lambda b: next(r["mass"] for r in vit_rows if r["block"] == b and r["head"] == "mean"))
+        plot_attention_groups(
+            maps[best],
+            make_partition(cfg),
+            cfg.grid,
+            args.out / "attention.png",
+            f"{ckpt['model_name']} block {best} (highest within-group mass)",
+        )
+    save_table(rows, args.out, "association")
+    print(markdown_table(rows))
+    print(f"wrote {args.out}/association.*, attention.png")
+    return 0
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    cfg, n_train, settings = _config(args)
+    ns = [int(n) for n in args.ns.split(",") if n.strip()]
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    finetune = FitSettings(**{**settings.__dict__, "steps": args.finetune_steps})
+    rows, pre = transfer_experiment(
+        cfg,
+        ns,
+        arms,
+        n_train,
+        settings,
+        finetune,
+        args.n_test,
+        seeds=range(args.seed, args.seed + args.seeds),
+        model_kwargs=_model_kwargs(args),
+        progress=not args.no_progress,
+    )
+    summary = summarise_transfer(rows)
+    save_table(rows, args.out, "transfer_runs")
+    save_table(summary, args.out, "transfer")
+    plot_transfer(summary, args.out / "transfer.png")
+    print(f"pre-training on task 1: test acc {pre.final['test_acc']:.4f}, within-group mass {pre.final['mass']:.3f}")
+    print(markdown_table(summary))
+    print(f"wrote {args.out}/transfer_runs.*, transfer.*, transfer.png")
+    return 0
