@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from spatialvit.attention import create_attention
 from spatialvit.attention.conv_qkv import conv_projection
+from spatialvit.bench.measure import peak_mib, time_call
 from spatialvit.report.tables import markdown_table, save_table
 
 # (label, registered mixer, kwargs, backends to measure)
@@ -60,11 +58,6 @@ def _parse(value: str):
     return value
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def call(mixer: torch.nn.Module, x: torch.Tensor, grid: tuple[int, int], backward: bool) -> None:
     """One forward (``no_grad``) or forward+backward of ``mixer``."""
     if backward:
@@ -72,38 +65,6 @@ def call(mixer: torch.nn.Module, x: torch.Tensor, grid: tuple[int, int], backwar
     else:
         with torch.no_grad():
             mixer(x, grid)
-
-
-def time_ms(fn, device: torch.device, repeats: int, budget_s: float) -> float:
-    """Median wall time (ms) of ``fn`` after one warm-up; at most ``repeats`` runs or about ``budget_s`` seconds."""
-    fn()
-    sync(device)
-    times: list[float] = []
-    while len(times) < repeats and (len(times) < 2 or sum(times) < budget_s):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
-def peak_mib(fn, device: torch.device) -> float:
-    """Peak memory (MiB) of tensors allocated while ``fn`` runs (method in the module docstring)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    current = peak = 0
-    for e in events:
-        current += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
 
 
 def projection_costs(dim: int, grid: tuple[int, int]) -> list[dict]:
@@ -180,7 +141,7 @@ def flex_kernel_check(n: int, batch: int, heads: int, head_dim: int, repeats: in
     rows = []
     with torch.no_grad():
         for label, fn in cases:
-            rows.append(dict(kernel=label, N=n, ms=time_ms(fn, torch.device("cpu"), repeats, 5.0)))
+            rows.append(dict(kernel=label, N=n, ms=1e3 * time_call(fn, "cpu", repeats, budget_s=5.0)))
     for r in rows:
         r["x_sdpa"] = r["ms"] / rows[0]["ms"]
     return rows
@@ -238,7 +199,7 @@ def main() -> None:
         x = torch.randn(args.batch, n, args.dim, device=device, dtype=dtype, requires_grad=backward)
         grid = (math.isqrt(n), math.isqrt(n))
         fn = lambda: call(mixer, x, grid, backward)  # noqa: E731, B023  (used within this iteration only)
-        row["ms"] = time_ms(fn, device, repeats, args.budget)
+        row["ms"] = 1e3 * time_call(fn, device, repeats, budget_s=args.budget)
         row["peak_MiB"] = peak_mib(fn, device)
         rows.append(row)
     base = {(r["N"], r["mode"]): r for r in rows if r["variant"] == "plain" and r["backend"] == "sdpa"}

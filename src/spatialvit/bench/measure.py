@@ -22,16 +22,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+def time_call(
+    fn: Callable[[], object],
+    device: torch.device | str = "cpu",
+    repeats: int = 5,
+    warmup: int = 1,
+    budget_s: float | None = None,
+) -> float:
+    """Median seconds of up to ``repeats`` calls of ``fn`` after ``warmup`` untimed calls; with ``budget_s``, stop
+    early (after at least two timed calls) once the timed calls have taken that long."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     device = torch.device(device)
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats and (budget_s is None or len(times) < 2 or sum(times) < budget_s):
         t0 = time.perf_counter()
         fn()
         _sync(device)
