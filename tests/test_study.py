@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "data": "digits",
     "img_size": 16,
-    "models": ["resnet_small", "vit_micro_patch4"],
-    "model_kwargs": {"vit_micro_patch4": {"embed_dim": 16, "depth": 2, "num_heads": 2}},
+    "models": ["resnet_small", "vit_micro_patch4", "vit_posattn_micro_patch4"],
+    "model_kwargs": {
+        "vit_micro_patch4": {"embed_dim": 16, "depth": 2, "num_heads": 2},
+        "vit_posattn_micro_patch4": {"embed_dim": 16, "depth": 2, "num_heads": 2},
+    },
     "train": {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "device": "cpu", "threads": 1},
     "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "max_images": 64},
     "probes": {"images": 8, "example_images": 1},
@@ -21,7 +24,9 @@ TINY = {
 
 
 def tiny(out: Path, **changes) -> StudyConfig:
-    return StudyConfig.from_dict({**TINY, "out": str(out), **changes})
+    models = changes.get("models", TINY["models"])
+    kwargs = {m: kw for m, kw in TINY["model_kwargs"].items() if m in models}
+    return StudyConfig.from_dict({**TINY, "out": str(out), "model_kwargs": kwargs, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +46,9 @@ def test_study_writes_report_tables_and_plots(study):
         "summary.csv",
         "attention_distance.csv",
         "attention_distance.json",
+        "association.csv",
+        "association.json",
+        "association.md",
         "sensitivity.png",
         "attention_distance.png",
         "attention_maps.png",
@@ -56,13 +64,22 @@ def test_study_writes_report_tables_and_plots(study):
         assert 0.0 <= r["clean_acc1"] <= 1.0 and r["epochs"] == 1 and r["params"] > 0
         assert r["ssi_shuffle"] is not None and r["ssi_mask"] is not None and r["infer_img_s"] > 0
     assert rows[0]["attn_dist_px"] is None  # the CNN has no attention
-    dist = json.loads((out / "attention_distance.json").read_text())
+    dist = [d for d in json.loads((out / "attention_distance.json").read_text()) if d["model"] == "vit_micro_patch4"]
     assert {(d["layer"], d["head"]) for d in dist} == {(la, h) for la in range(2) for h in range(2)}
     assert rows[1]["attn_dist_px"] == pytest.approx(sum(d["distance_px"] for d in dist) / len(dist))
+    # patch association: only the positional model, one row per positional layer, against 2x2 blocks of a 4x4 grid
+    assert rows[0]["assoc_mass"] is None and rows[1]["assoc_mass"] is None
+    assoc = json.loads((out / "association.json").read_text())
+    assert [(a["model"], a["layer"], a["mixer"]) for a in assoc] == [
+        ("vit_posattn_micro_patch4", la, "positional") for la in range(2)
+    ]
+    assert all(a["chance_mass"] == pytest.approx(4 / 16) and 0 <= a["mass"] <= 1 for a in assoc)
+    assert rows[2]["assoc_mass"] == pytest.approx(sum(a["mass"] for a in assoc) / 2)
+    assert rows[2]["assoc_auc"] == pytest.approx(sum(a["auc"] for a in assoc) / 2)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "ssi_shuffle" in html
     md = (out / "report.md").read_text()
-    assert "](sensitivity.png)" in md and "vit_micro_patch4" in md
+    assert "](sensitivity.png)" in md and "vit_micro_patch4" in md and "## Patch association" in md
 
 
 def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
@@ -74,6 +91,33 @@ def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
     third = run_study(tiny(tmp_path / "again", models=["vit_micro_patch4"]))
     assert (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns == mtime
     assert third.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
+
+
+def test_association_rows_match_the_probe_on_an_untrained_positional_vit():
+    """The study's association step equals the probe applied by hand, against the stated reference partition."""
+    import torch
+
+    from spatialvit.data import Normalize
+    from spatialvit.models import create_model
+    from spatialvit.probes.association import association_report, vit_attention_matrix
+    from spatialvit.study.runner import association_rows, reference_partition
+
+    vit = create_model("vit_gpsa_micro_patch4", img_size=16, in_chans=1, num_classes=3, embed_dim=16, depth=2)
+    clf = torch.nn.Sequential(Normalize((0.5,), (0.25,)), vit).eval()
+    x = torch.rand(3, 1, 16, 16)
+    groups, grid, reference = reference_partition("digits", (4, 4))
+    assert grid == (4, 4) and groups.tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+    rows = association_rows(clf, x, "digits", "m")
+    assert [r["layer"] for r in rows] == [0, 1] and rows[0]["reference"] == reference
+    want = association_report(vit_attention_matrix(vit, (x - 0.5) / 0.25, 1), groups)
+    assert {k: rows[1][k] for k in want} == pytest.approx(want)
+    assert (
+        association_rows(torch.nn.Sequential(create_model("resnet_small", num_classes=3, in_chans=1)), x, "digits", "r")
+        == []
+    )
+    # on synthetic data the task's own (here random) partition is the reference
+    synth, grid, reference = reference_partition("synthetic:grid=4,partition=random,n=10", (4, 4))
+    assert "random partition (4 groups of 4)" in reference and sorted(synth.bincount().tolist()) == [4, 4, 4, 4]
 
 
 def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
