@@ -31,8 +31,8 @@ KIND = "denoiser"
 class DenoiserConfig:
     """Optimisation settings of :func:`train_denoiser` (stored in the checkpoint).
 
-    The defaults are the digits setting of ``docs/results_generation.md`` (16x16, micro DiT, minutes on a CPU): short
-    runs want a short EMA window (0.995 averages over ~200 steps).
+    The defaults are the digits setting of the Generation section of ``docs/results.md`` (16x16, micro DiT,
+    minutes on a CPU): short runs want a short EMA window (0.995 averages over ~200 steps).
     """
 
     steps: int = 1200

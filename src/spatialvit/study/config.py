@@ -23,8 +23,8 @@ DEFAULT_MODELS = (
     "vit_rmt_micro_patch4",
     "vit_sdt_micro_patch4",
 )
-# The embedded default: measured to finish in well under 10 minutes on a shared 2-core CPU (docs/results.md).
-DEFAULT_TRAIN = {"epochs": 4, "batch_size": 32, "lr": 3e-3, "warmup_epochs": 0.5, "threads": 1, "device": "auto"}
+# The embedded default: measured to finish in under 10 minutes on a 2-core CPU (docs/results.md).
+DEFAULT_TRAIN = {"epochs": 12, "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1.0, "threads": 1, "device": "auto"}
 # Keys of ``train`` that the study sets itself, per model.
 STUDY_KEYS = ("model", "data", "img_size", "seed", "out", "resume", "stop_after", "progress")
 

@@ -289,7 +289,7 @@ def _report(
             "Each positional layer's attention among grid tokens (heads and "
             f"{config.probes.images} test images averaged) against a reference partition: "
             f"{associations[0]['reference']}. mass: mean attention a query puts on its own group (self included; "
-            f"uniform attention gives chance_mass = {chance:.3f}, 1 = all within the group); auc: probability that a "
+            f"uniform attention gives chance_mass = {chance:.4f}, 1 = all within the group); auc: probability that a "
             "same-group pair outranks a different-group pair (0.5 = chance); top_c: share of each query's C largest "
             "weights inside its group; ari: adjusted Rand index of the partition recovered by spectral clustering "
             "(0 = chance). On natural images there is no hidden ground-truth partition: against local blocks these "
