@@ -14,7 +14,8 @@ from ..study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
 DESCRIPTION = """\
 Train (or load) a set of models on one dataset, run the block shuffle/mask sensitivity sweep on each,
 measure the mean attention distance per layer and head of every ViT and the patch association of every
-positional-attention layer (against local 2x2 blocks of the token grid), and write a report.
+positional-attention layer (against local 2x2 blocks of the token grid, or the partition of --data synthetic),
+and write a report.
 
 Default (no --config): the bundled digits at 32x32, six micro models (small ResNet, plain ViT, conv-Q/K/V,
 positional attention, RMT decay, SDT), 12 epochs each: 5.5 minutes measured on a 2-core CPU (docs/results.md).
