@@ -70,8 +70,11 @@ def test_bad_input_gives_clean_error(argv, message, capsys, tmp_path, monkeypatc
     assert err.startswith(f"spatialvit {argv[0]}: error: ") and message in err
 
 
-def test_corrupt_checkpoint_error(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "content", [b"\x00garbage", b"root:x:0:0:root:/root:/bin/bash\n", b"", b"PK\x03\x04broken zip"]
+)
+def test_corrupt_checkpoint_error(tmp_path, capsys, content):
     bad = tmp_path / "last.pt"
-    bad.write_bytes(b"\x00garbage")
+    bad.write_bytes(content)
     assert main(["eval", "--checkpoint", str(bad)]) == 2
     assert "is corrupt or not a PyTorch checkpoint" in capsys.readouterr().err
