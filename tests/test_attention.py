@@ -200,11 +200,17 @@ def test_conv_qkv_with_1x1_kernel_equals_linear_projection():
 
 def test_auto_backend_choice_and_flex_fallback_warns():
     mixer = create_attention("decay", DIM, num_heads=HEADS)
+    warped = create_attention("cag", DIM, num_heads=HEADS, form="warped")
     x = torch.randn(2, 15, DIM, requires_grad=True)
     q = mixer.project(x, GRID)[0]
-    assert mixer.choose_backend(q, mixer.spatial_bias(x, GRID), 0.0) == "factorised"
-    warped = create_attention("cag", DIM, num_heads=HEADS, form="warped")
-    assert warped.choose_backend(q, warped.spatial_bias(x, GRID), 0.0) == "sdpa"  # training on CPU: no flex
+    # small grids on CPU: the dense bias through SDPA, for every decay form
+    assert mixer.choose_backend(q, mixer.spatial_bias(x, GRID), 0.0) == "sdpa"
+    assert warped.choose_backend(q, warped.spatial_bias(x, GRID), 0.0) == "sdpa"
+    big = (17, 17)  # 289 tokens: no N x N tensor
+    xb = torch.randn(1, 289, DIM, requires_grad=True)
+    qb = mixer.project(xb, big)[0]
+    assert mixer.choose_backend(qb, mixer.spatial_bias(xb, big), 0.0) == "factorised"
+    assert warped.choose_backend(qb, warped.spatial_bias(xb, big), 0.0) == "sdpa"  # training on CPU: no flex
     flex = create_attention("cag", DIM, num_heads=HEADS, backend="flex").double()
     ref = create_attention("cag", DIM, num_heads=HEADS, backend="reference").double()
     ref.load_state_dict(flex.state_dict())

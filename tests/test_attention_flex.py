@@ -22,12 +22,13 @@ def test_flex_forward_matches_reference(name, kwargs):
         with torch.no_grad():
             flex.gate_weight.normal_(0, 0.5)
     ref.load_state_dict(flex.state_dict())
-    if kwargs.get("form") == "warped":  # auto serves warped-decay inference with flex
-        x = torch.randn(2, 16, 32)
+    if kwargs.get("form") == "warped":  # auto serves warped-decay inference on large grids with flex
+        big = (17, 17)
+        x = torch.randn(1, 1 + 289, 32)
         with torch.no_grad():
-            q = ref.project(x, GRID)[0]
+            q = ref.project(x, big)[0]
             auto = create_attention(name, 32, num_heads=4, num_prefix_tokens=1, **kwargs)
-            assert auto.choose_backend(q, ref.spatial_bias(x, GRID), 0.0) == "flex"
+            assert auto.choose_backend(q, ref.spatial_bias(x, big), 0.0) == "flex"
     for _ in range(2):  # new inputs (and new per-token rates) reuse the compiled kernel
         x = torch.randn(2, 16, 32)
         with torch.no_grad():

@@ -26,6 +26,12 @@ from .registry import register_attention
 _FLEX_FAILED: list[str] = []  # the first compile/run error of the flex path in this process, if any
 
 
+# On CPU, up to this many tokens a dense N x N bias through SDPA is the fastest exact path for every decay form
+# (benchmarks/model_backends.py, benchmarks/attention.py); beyond it the paths without an N x N tensor keep memory
+# linear in N.
+CPU_DENSE_BIAS_MAX_TOKENS = 256
+
+
 @register_attention("softmax")
 class SoftmaxAttention(TokenMixer):
     """Standard MHSA with linear Q/K/V.
@@ -76,7 +82,7 @@ class SoftmaxAttention(TokenMixer):
         needs_grad = torch.is_grad_enabled() and (q.requires_grad or (bias is not None and bias.rates.requires_grad))
         flex_issue = flex_problem(q, needs_grad, dropout_p) or (_FLEX_FAILED[0] if _FLEX_FAILED else None)
         if self.backend == "auto":
-            if bias is None:
+            if bias is None or (q.device.type == "cpu" and q.shape[-2] <= CPU_DENSE_BIAS_MAX_TOKENS):
                 return "sdpa"
             if bias.factorisable and "factorised" in self.supported_backends:
                 return "factorised"
