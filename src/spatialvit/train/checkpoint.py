@@ -55,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as err:  # a damaged pickle can fail in the unpickler with almost any exception type
         raise ValueError(
             f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint "
-            f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
+            f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0].split('. ')[0]})"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a spatialvit checkpoint (expected format {FORMAT!r})")
