@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..report.figures import pyplot
+
 SAMPLERS = ("euler", "heun")
 
 
@@ -81,15 +83,10 @@ def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
 
 def save_image_grid(images: torch.Tensor, path: str | Path, ncol: int, scale: int = 4) -> Path:
     """Write ``images[N, C, H, W]`` in ``[0, 1]`` as a PNG grid (each pixel ``scale x scale``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = image_grid(images.detach().float().cpu().clamp(0, 1), ncol)
     grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
-    plt.imsave(path, arr, cmap="gray" if grid.shape[0] == 1 else None, vmin=0.0, vmax=1.0)
+    pyplot().imsave(path, arr, cmap="gray" if grid.shape[0] == 1 else None, vmin=0.0, vmax=1.0)
     return path

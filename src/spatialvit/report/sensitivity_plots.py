@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
+
+from .figures import pyplot, save_figure, show_image
+
+plt = pyplot()
 
 Row = dict[str, Any]
 _MARKERS = {"yes": "o", "no": "X", "n/a": "s"}
@@ -98,12 +98,7 @@ def plot_sensitivity(
             _shuffle_panel(ax, rows, metric, kind)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_examples(columns: Mapping[str, torch.Tensor], path: str | Path) -> Path:
@@ -114,18 +109,9 @@ def plot_examples(columns: Mapping[str, torch.Tensor], path: str | Path) -> Path
     fig, axes = plt.subplots(n, len(titles), figsize=(1.6 * len(titles), 1.6 * n), squeeze=False)
     for j, title in enumerate(titles):
         for i in range(n):
-            img = columns[title][i].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
             ax = axes[i][j]
-            if img.shape[-1] == 1:
-                ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(img[..., :3])
+            show_image(ax, columns[title][i])
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][j].set_title(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -8,23 +8,16 @@ from typing import Any
 
 import torch
 
+from .figures import pyplot, save_figure
+
 Row = dict[str, Any]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_attention_groups(
     A: torch.Tensor, groups: torch.Tensor, grid: tuple[int, int], path: str | Path, title: str = ""
 ) -> Path:
     """Three panels: ``A[D, D]`` as a heat-map, the true same-group matrix, and the groups drawn on the patch grid."""
-    plt = _pyplot()
+    plt = pyplot()
     A, groups = torch.as_tensor(A).detach().float().cpu(), torch.as_tensor(groups).cpu()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
     im = axes[0].imshow(A.numpy(), cmap="viridis")
@@ -41,13 +34,12 @@ def plot_attention_groups(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=90)
 
 
 def plot_association_history(history: Sequence[Row], path: str | Path, title: str = "") -> Path:
     """Association metrics and test accuracy against the training step (rows of ``train_association``)."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = [r["step"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for key, label in (
@@ -65,13 +57,12 @@ def plot_association_history(history: Sequence[Row], path: str | Path, title: st
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     ax.set_title(title or "patch association during training")
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=90)
 
 
 def plot_transfer(summary: Sequence[Row], path: str | Path, title: str = "") -> Path:
     """Test accuracy against the number of task-2 samples ``n`` (log axis), one curve per arm, ±1 std bands."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for arm in dict.fromkeys(r["arm"] for r in summary):
         rows = sorted((r for r in summary if r["arm"] == arm), key=lambda r: r["n"])
@@ -86,13 +77,4 @@ def plot_transfer(summary: Sequence[Row], path: str | Path, title: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "transfer: frozen vs re-initialised vs content attention")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    _pyplot().close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

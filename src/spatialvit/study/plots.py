@@ -6,20 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
+from ..report.figures import pyplot, save_figure, show_image
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+plt = pyplot()
 
 
 def plot_attention_distance(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -44,7 +35,7 @@ def plot_attention_distance(rows: Sequence[Mapping[str, Any]], path: str | Path)
     ax.set_title("mean attention distance (line: mean over heads, dots: heads)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_attention_maps(
@@ -63,8 +54,7 @@ def plot_attention_maps(
     for m, (model, per_layer) in enumerate(maps.items()):
         for i in range(n):
             row = axes[m * n + i]
-            img = images[i].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-            row[0].imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3], cmap="gray", vmin=0, vmax=1)
+            show_image(row[0], images[i])
             row[0].add_patch(plt.Rectangle((query[1] * pw - 0.5, query[0] * ph - 0.5), pw, ph, fill=False, color="r"))
             row[0].set_ylabel(model.replace("_patch", "\n_patch"), fontsize=6)
             for la in range(layers):
@@ -75,4 +65,4 @@ def plot_attention_maps(
             for ax in row:
                 ax.set_xticks([])
                 ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
