@@ -41,7 +41,7 @@ def test_train_sample_evaluate(tmp_path, capsys):
     assert main(args) == 0
     saved = torch.load(pt, weights_only=True)
     assert saved["images"].shape == (80, 1, 8, 8) and png.is_file()
-    assert main([*args, "--out", str(tmp_path / "t.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "t.png"), "--overwrite"]) == 0
     again = torch.load(pt, weights_only=True)
     assert torch.equal(saved["images"], again["images"])  # same seed, same samples
 

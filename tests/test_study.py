@@ -88,7 +88,7 @@ def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
     assert [{c: r[c] for c in keep} for r in again.comparison] == [{c: r[c] for c in keep} for r in study.comparison]
     # a second study into the same folder reuses the finished runs instead of training again
     mtime = (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns
-    third = run_study(tiny(tmp_path / "again", models=["vit_micro_patch4"]))
+    third = run_study(tiny(tmp_path / "again", models=["vit_micro_patch4"], resume=True))
     assert (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns == mtime
     assert third.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
 

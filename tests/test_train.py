@@ -116,7 +116,7 @@ def test_resume_refuses_changed_config_and_overwrite(tmp_path, linear):
     fit(tiny(tmp_path, epochs=2, stop_after=1, **linear))
     with pytest.raises(ValueError, match=r"lr: 0\.003 in the checkpoint, 0\.001 now"):
         fit(tiny(tmp_path, epochs=2, lr=1e-3, resume="auto", **linear))
-    with pytest.raises(ValueError, match="already holds a checkpoint"):
+    with pytest.raises(ValueError, match="already holds the output of an earlier run"):
         fit(tiny(tmp_path, epochs=2, **linear))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         fit(tiny(tmp_path, epochs=2, resume=str(tmp_path / "nope.pt"), **linear))

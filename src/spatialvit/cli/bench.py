@@ -8,6 +8,7 @@ import torch
 
 from ..bench import bench_models, family_models
 from ..report.tables import markdown_table, save_table
+from ..runtime import claim_outputs
 
 DESCRIPTION = """\
 Measure training and inference images/s and peak memory of every registered ViT family at one size, in
@@ -46,11 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add("--threads", type=int, metavar="T", help="torch CPU threads (1 gives steadier numbers on a busy CPU)")
     add("--no-timm", action="store_true", help="skip the timm reference even when timm is installed")
     add("--out", default="results/bench", metavar="DIR", help="output folder (default: results/bench/)")
+    add("--overwrite", action="store_true", help="replace the tables of an earlier run in --out")
     add("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_outputs(args.out, ["bench_models.*"], overwrite=args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = bench_models(

@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 from ..report.tables import markdown_table, save_table
+from ..runtime import claim_outputs
 from ..train.loop import evaluate_checkpoint
+
+EVAL_FILES = ("eval.csv", "eval.json", "eval.md")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", metavar="DIR", help="folder for eval.csv/.json/.md (default: the checkpoint's folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing eval.csv/.json/.md in the folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -32,10 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    claim_outputs(out, EVAL_FILES, overwrite=args.overwrite)
     row = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, args.batch_size, args.device, progress=not args.no_progress
     )
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
     paths = save_table([row], out, "eval", digits=2)
     print(markdown_table([row], digits=2))
     print(f"\nsaved {paths['csv']} (.json, .md)")

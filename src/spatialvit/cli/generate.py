@@ -25,8 +25,10 @@ from ..generation.flow import T_SAMPLING
 from ..generation.sampler import SAMPLERS
 from ..models.vit import SIZES
 from ..report.tables import markdown_table, save_table
+from ..runtime import claim_outputs
 from ..train.checkpoint import classifier_from_checkpoint
 
+DENOISER_FILES = ("denoiser.pt", "losses.*", "samples.png")
 EPILOG = """examples:
   spatialvit train --model resnet_small --data digits --img-size 16 --out runs/clf      # the judge classifier
   spatialvit generate train --mixer cag --out runs/gen/cag                              # digits 16x16, micro DiT
@@ -79,7 +81,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--size", choices=sorted(SIZES), default="micro", help="transformer size (default micro)")
     t.add_argument("--patch-size", type=int, default=2, help="patch side (default 2)")
     t.add_argument("--out", type=Path, required=True, help="output folder")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/denoiser.pt if it exists")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="PATH",
+        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint",
+    )
+    t.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run (deletes it)")
     d = DenoiserConfig()
     o = t.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
@@ -105,6 +114,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("checkpoint", type=Path, help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)")
     s.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG path (default samples.png)")
     s.add_argument("--save-tensor", type=Path, default=None, help="also save images and labels to this .pt file")
+    s.add_argument("--overwrite", action="store_true", help="replace existing --out / --save-tensor files")
     _sampling_args(s, per_class=8)
     _common_args(s)
     s.set_defaults(func=run_sample)
@@ -125,6 +135,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--k", type=int, default=3, help="neighbours for precision/recall (default 3)")
     e.add_argument("--out", type=Path, required=True, help="output folder")
     e.add_argument("--name", default="generation_metrics", help="table name (default generation_metrics)")
+    e.add_argument("--overwrite", action="store_true", help="replace the table and sample grids of an earlier run")
     _sampling_args(e, per_class=36)
     _common_args(e)
     e.set_defaults(func=run_evaluate)
@@ -147,6 +158,10 @@ def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Te
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue the run or start it again")
+    if not args.resume:
+        claim_outputs(args.out, DENOISER_FILES, overwrite=args.overwrite, resume_flag="--resume")
     _setup(args)
     data = load_dataset(args.data, "train", img_size=args.img_size)
     info = data.info
@@ -180,7 +195,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"denoiser: {args.size} DiT, mixer {args.mixer!r}, {params:,} parameters, grid {model.grid}")
     ckpt_path = args.out / "denoiser.pt"
     start = time.perf_counter()
-    ckpt = train_denoiser(model, images, labels, info, config, ckpt_path, args.resume, not args.no_progress)
+    ckpt = train_denoiser(model, images, labels, info, config, ckpt_path, args.resume or False, not args.no_progress)
     seconds = time.perf_counter() - start
     losses = ckpt["losses"]
     window = max(1, len(losses) // 20)
@@ -199,6 +214,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    for path in filter(None, [args.out, args.save_tensor]):
+        claim_outputs(path.parent, [path.name], overwrite=args.overwrite)
     _setup(args)
     model, _, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not args.raw_weights)
     images, labels = _samples(model.to(args.device), args)
@@ -216,6 +233,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     runs = [path.parent.name or path.stem for path in args.checkpoints]
     if len(set(runs)) != len(runs):
         raise ValueError(f"each checkpoint is named by its folder, and these repeat: {runs}; use distinct folders")
+    names = [f"{args.name}.{ext}" for ext in ("csv", "json", "md")] + [f"{run}_samples.png" for run in runs]
+    claim_outputs(args.out, names, overwrite=args.overwrite)
     classifier, clf_info = classifier_from_checkpoint(args.classifier, map_location=args.device)
     first_info = denoiser_from_checkpoint(args.checkpoints[0])[1]
     spec = args.data or first_info.name

@@ -13,6 +13,7 @@ from ..data import DatasetInfo, load_dataset
 from ..probes import Perturbation, make_settings, save_comparison, sensitivity_sweep
 from ..probes.sensitivity import SettingResult, check_input
 from ..report.tables import markdown_table
+from ..runtime import claim_outputs
 from ..train.checkpoint import model_from_checkpoint
 
 
@@ -38,6 +39,7 @@ def _ratios(text: str) -> list[float]:
         ) from None
 
 
+SWEEP_FILES = ("sweep.*", "summary.*", "sensitivity.png", "shuffle.png", "mask.png", "examples.png")
 DESCRIPTION = """\
 Measure how much classifiers rely on the spatial layout of their input: cut each test image into
 blocks, shuffle them (or mask / rotate some), and compare accuracy, prediction flips and KL to the
@@ -116,6 +118,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add("--no-amp", action="store_true", help="no autocast on GPU")
     add("--examples", type=int, default=4, metavar="N", help="images in examples.png (default: 4; 0: no figure)")
     add("--out", default="results/sensitivity", metavar="DIR", help="output folder (default: results/sensitivity)")
+    add("--overwrite", action="store_true", help="replace the tables and figures of an earlier sweep in --out")
     add("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -149,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.batch_size < 1:
         raise ValueError("--repeats and --batch-size must be positive")
     make_settings(args.shuffle_grids, args.mask_grids, args.mask_ratios, args.mask_fill, args.rotate_grids)
+    claim_outputs(args.out, SWEEP_FILES, overwrite=args.overwrite)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
 
     models: list[tuple[str, nn.Module, tuple, DatasetInfo | None]] = []  # (label, model, (mean, std), trained on)

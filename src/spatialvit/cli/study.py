@@ -23,8 +23,9 @@ positional attention, RMT decay, SDT), 12 epochs each: 5.5 minutes measured on a
 Writes to --out: report.md and a self-contained report.html; comparison.csv/json/md (params, clean
 top-1, shuffle/mask sensitivity index, mean attention distance, association, train time, img/s);
 sweep.* and summary.* (every sensitivity setting); attention_distance.*; association.*; sensitivity.png,
-attention_distance.png, attention_maps.png; runs/<model>/ (checkpoints). Re-running into the same --out
-reuses finished runs. See docs/study.md for the config keys and the recipes under configs/.
+attention_distance.png, attention_maps.png; runs/<model>/ (checkpoints). An --out that holds a study is
+never overwritten unasked: --resume reuses its finished runs, --overwrite starts again. See docs/study.md
+for the config keys and the recipes under configs/.
 """
 EPILOG = """examples:
   spatialvit study                                        # the default digits study into study/
@@ -58,6 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add("--seed", type=int, help="seed of training, sweep and probes (default: 0)")
     add("--out", metavar="DIR", help="output folder (default: study/)")
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the study in --out: reuse its finished runs, continue interrupted ones, redo the analysis",
+    )
+    add("--overwrite", action="store_true", help="start again in an --out that holds a study (deletes its files)")
     add("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -80,7 +87,8 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
         if any(len(p) != 2 or not all(p) for p in pairs):
             raise ValueError(f"--checkpoint must be MODEL=PATH, got {args.checkpoint}")
         values["checkpoints"] = {**base.checkpoints, **dict(pairs)}
-    if args.no_progress:
+    values |= {k: True for k in ("resume", "overwrite", "no_progress") if getattr(args, k)}
+    if values.pop("no_progress", False):
         values["progress"] = False
     return StudyConfig.from_dict(values, base)
 

@@ -19,6 +19,7 @@ from ..data.synthetic import (
 from ..probes.association import CLUSTER_METHODS, association_report
 from ..report.synthetic_plots import plot_association_history, plot_attention_groups, plot_transfer
 from ..report.tables import markdown_table, save_table
+from ..runtime import claim_outputs
 from ..synth.experiments import (
     TEST_SEED_OFFSET,
     TRANSFER_ARMS,
@@ -34,6 +35,10 @@ from ..synth.model import ACTIVATIONS, SimplifiedViT
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 SIMPLIFIED = "synth_simplified"
+# What each action writes into --out.
+TRAIN_FILES = ("history.*", "summary.*", "attention.png", "association.png", "model.pt")
+ASSOCIATE_FILES = ("association.*", "attention.png")
+TRANSFER_FILES = ("transfer_runs.*", "transfer.*")
 # Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
 # pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
 PRESETS = {
@@ -91,6 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--per-head", action="store_true", help="also one row per attention head (ViT)")
     a.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
     a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), help="output folder")
+    a.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     a.set_defaults(func=run_associate)
 
     r = ops.add_parser(
@@ -122,6 +128,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=2000, help="test samples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder (default runs/synth)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -159,6 +166,7 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     cfg, n_train, settings = _config(args)
+    claim_outputs(args.out, TRAIN_FILES, overwrite=args.overwrite)
     kwargs = _model_kwargs(args)
     res = train_association(
         cfg, n_train, args.n_test, settings, kwargs, args.seed, args.cluster, progress=not args.no_progress
@@ -201,6 +209,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_associate(args: argparse.Namespace) -> int:
+    claim_outputs(args.out, ASSOCIATE_FILES, overwrite=args.overwrite)
     ckpt = load_checkpoint(args.model)
     rows = []
     if ckpt["model_name"] == SIMPLIFIED:
@@ -235,6 +244,7 @@ def run_associate(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     cfg, n_train, settings = _config(args)
+    claim_outputs(args.out, TRANSFER_FILES, overwrite=args.overwrite)
     ns = [int(n) for n in args.ns.split(",") if n.strip()]
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     finetune = FitSettings(**{**settings.__dict__, "steps": args.finetune_steps})

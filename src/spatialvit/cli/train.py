@@ -20,7 +20,7 @@ from ..train.loop import RUNTIME_KEYS
 EPILOG = """examples:
   spatialvit train --model vit_micro_patch4 --data digits
   spatialvit train --config configs/digits_micro.yaml --epochs 10 --out runs/digits
-  spatialvit train --out runs/digits --resume auto          # continue an interrupted run
+  spatialvit train --out runs/digits --resume               # continue an interrupted run
   torchrun --nproc_per_node=4 -m spatialvit train --config configs/digits_micro.yaml --out runs/ddp
 """
 
@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument(
                 flag,
                 dest=key,
+                **({"nargs": "?", "const": "auto"} if key == "resume" else {}),
                 type=_parser_for(hints[key]),
                 metavar=_METAVARS.get(_parser_for(hints[key]).__name__, key.upper()),
                 default=argparse.SUPPRESS,

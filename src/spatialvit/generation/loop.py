@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import DatasetInfo
+from ..runtime import describe_changes
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from .flow import EMA, T_SAMPLING, flow_matching_loss
 from .model import DiT
@@ -68,14 +69,15 @@ def train_denoiser(
     info: DatasetInfo,
     config: DenoiserConfig,
     checkpoint: str | os.PathLike,
-    resume: bool = False,
+    resume: bool | str | os.PathLike = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` by flow matching on ``images[N, C, H, W]`` (in [0, 1]) and ``labels[N]``.
 
-    Writes ``checkpoint`` every ``config.checkpoint_every`` steps and at the end; with ``resume`` it continues
-    from the checkpoint's step (the model's architecture, data and config must match). Returns the final checkpoint
-    dict (``losses[i]`` is the loss of step ``i``).
+    Writes ``checkpoint`` every ``config.checkpoint_every`` steps and at the end. ``resume``: ``True`` (or
+    ``"auto"``) continues from ``checkpoint`` when it exists, a path continues from that checkpoint; the model's
+    architecture, data and config must match (only ``steps`` and ``checkpoint_every`` may change). Returns the final
+    checkpoint dict (``losses[i]`` is the loss of step ``i``).
     """
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"images must be [N, C, H, W] with one label each, got {tuple(images.shape)}")
@@ -87,16 +89,17 @@ def train_denoiser(
     gen = torch.Generator().manual_seed(config.seed)
     step, losses = 0, []
     model_kwargs = dict(model.config)
-    if resume and Path(checkpoint).is_file():
-        ckpt = load_denoiser_checkpoint(checkpoint)
-        if ckpt["model_kwargs"] != model_kwargs:
-            raise ValueError(f"cannot resume: checkpoint model {ckpt['model_kwargs']} differs from {model_kwargs}")
-        if DatasetInfo.from_dict(ckpt["data_info"]) != info:
-            raise ValueError(f"cannot resume: checkpoint was trained on {ckpt['data_info']}, not {info.to_dict()}")
-        free = ("steps", "checkpoint_every")  # a resumed run may go on longer
-        saved = {k: v for k, v in ckpt["config"].items() if k not in free}
-        if saved != {k: v for k, v in asdict(config).items() if k not in free}:
-            raise ValueError(f"cannot resume: checkpoint config {ckpt['config']} differs from {asdict(config)}")
+    source = Path(checkpoint) if resume in (True, "auto") else Path(resume) if resume else None
+    if source is not None and resume not in (True, "auto") and not source.is_file():
+        raise FileNotFoundError(f"checkpoint to resume {str(source)!r} does not exist")
+    if source is not None and source.is_file():
+        ckpt = load_denoiser_checkpoint(source)
+        changes = describe_changes(ckpt["model_kwargs"], model_kwargs)
+        changes = changes or describe_changes(DatasetInfo.from_dict(ckpt["data_info"]).to_dict(), info.to_dict())
+        # a resumed run may go on longer
+        changes = changes or describe_changes(ckpt["config"], asdict(config), ignore=("steps", "checkpoint_every"))
+        if changes:
+            raise ValueError(f"cannot resume {str(source)!r} with a different model, data or config ({changes})")
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])

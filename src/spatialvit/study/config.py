@@ -65,6 +65,8 @@ class StudyConfig:
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     seed: int = 0
     out: str = "study"
+    resume: bool = False  # reuse the finished (and continue the interrupted) runs of an earlier study in ``out``
+    overwrite: bool = False  # start again in an ``out`` that holds a study, deleting its files first
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -81,6 +83,8 @@ class StudyConfig:
         if fixed:
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
         self.train_config(self.models[0])  # validates the train mapping
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
         if self.sensitivity.repeats < 1 or self.probes.images < 1 or self.probes.example_images < 1:
             raise ValueError("sensitivity.repeats, probes.images and probes.example_images must be >= 1")
 

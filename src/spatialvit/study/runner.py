@@ -29,6 +29,7 @@ from ..probes.sensitivity import SensitivityResult
 from ..report.document import Report
 from ..report.sensitivity_plots import plot_sensitivity
 from ..report.tables import save_table
+from ..runtime import claim_outputs
 from ..train.checkpoint import model_from_checkpoint
 from ..train.loop import fit
 from .config import StudyConfig
@@ -54,6 +55,21 @@ COLUMNS = (
 # Mixers whose attention is (partly) a learned function of patch positions: their patch association is measured.
 POSITIONAL_MIXERS = ("positional", "gpsa")
 WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
+# Everything a study writes into its folder.
+STUDY_FILES = (
+    "study_config.yaml",
+    "runs",
+    "comparison.*",
+    "sweep.*",
+    "summary.*",
+    "attention_distance.*",
+    "association.*",
+    "sensitivity.png",
+    "attention_distance.png",
+    "attention_maps.png",
+    "report.md",
+    "report.html",
+)
 
 
 @dataclass
@@ -143,6 +159,8 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     all ranks train together), then analyse them on the main process. Returns ``None`` on non-zero ranks."""
     out = Path(config.out)
     main = int(os.environ.get("RANK", "0")) == 0
+    if main and not config.resume:
+        claim_outputs(out, STUDY_FILES, overwrite=config.overwrite, resume_flag="--resume")
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "study_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -59,7 +59,10 @@ class TrainConfig:
     num_workers: int = _opt(0, "DataLoader worker processes")
     out: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = _opt(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
-    resume: str | None = _opt(None, "continue from this checkpoint, or 'auto' for OUT/last.pt when it exists")
+    resume: str | None = _opt(
+        None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"
+    )
+    overwrite: bool = _opt(False, "start again in an OUT that holds an earlier run, deleting that run's files first")
     stop_after: int | None = _opt(
         None, "end this invocation after this epoch, keeping the full schedule (continue with resume)"
     )
@@ -101,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"img_size must be positive, got {self.img_size}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
+        if self.overwrite and self.resume is not None:
+            raise ValueError("overwrite and resume exclude each other: continue the run or start it again, not both")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -32,6 +32,7 @@ from ..data import DatasetInfo, Normalize, load_dataset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
 from ..report.tables import save_table
+from ..runtime import claim_outputs, describe_changes
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
@@ -40,8 +41,22 @@ log = logging.getLogger(__name__)
 
 # Keys that may change when a run is resumed: they do not alter the trajectory of the weights.
 RUNTIME_KEYS = frozenset(
-    {"out", "resume", "stop_after", "progress", "num_workers", "save_every", "device", "amp", "compile", "threads"}
+    {
+        "out",
+        "resume",
+        "overwrite",
+        "stop_after",
+        "progress",
+        "num_workers",
+        "save_every",
+        "device",
+        "amp",
+        "compile",
+        "threads",
+    }
 )
+# What a run writes into its folder (``summary.*`` comes from the CLI): the files an earlier run leaves behind.
+RUN_FILES = ("config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*")
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
 
@@ -128,6 +143,9 @@ def fit(config: TrainConfig) -> FitResult:
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     writer = None
     if ctx.is_main:
+        if config.overwrite:  # a one-off action, not a property of the run: not recorded
+            claim_outputs(run_dir, RUN_FILES, overwrite=True)
+            config = replace(config, overwrite=False)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
         writer = _tensorboard(run_dir)
@@ -417,14 +435,9 @@ def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> N
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} holds no training state ({', '.join(missing)} missing)")
     saved = TrainConfig.from_dict(ckpt["config"])
-    changed = {
-        k: (v, getattr(config, k))
-        for k, v in saved.to_dict().items()
-        if k not in RUNTIME_KEYS and v != getattr(config, k)
-    }
-    if changed:
-        diff = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in changed.items())
-        raise ValueError(f"cannot resume {str(path)!r} with a different config ({diff})")
+    changes = describe_changes(saved.to_dict(), config.to_dict(), ignore=RUNTIME_KEYS)
+    if changes:
+        raise ValueError(f"cannot resume {str(path)!r} with a different config ({changes})")
 
 
 def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
@@ -439,10 +452,8 @@ def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint to resume {str(path)!r} does not exist")
         return path
-    if last.is_file():
-        raise ValueError(
-            f"run folder {str(run_dir)!r} already holds a checkpoint: resume it (--resume auto) or choose another --out"
-        )
+    if not config.overwrite:
+        claim_outputs(run_dir, RUN_FILES, resume_flag="--resume")
     return None
 
 
