@@ -1,12 +1,13 @@
-"""Data: bundled digits, CIFAR-10/100, SVHN and image folders from local files; batch augmentations.
+"""Data: bundled digits, CIFAR-10/100, SVHN, MNIST, Fashion-MNIST, KMNIST and image folders from local files; batch
+augmentations.
 
 ``load_dataset("digits", split="train", img_size=32)`` returns a dataset of unnormalised ``[C, H, W]`` images in
 ``[0, 1]`` with an ``info`` (:class:`DatasetInfo`: classes, channels, size, mean/std).
 """
 
-from . import digits, images, synthetic  # noqa: F401  (register "digits"; "cifar10", "cifar100(_coarse)", "svhn",
+from . import digits, idx, images, synthetic  # noqa: F401  (register "digits"; "mnist", "fashion_mnist", "kmnist";
 
-# "folder"; "synthetic")
+# "cifar10", "cifar100(_coarse)", "svhn", "folder"; "synthetic")
 from .base import (
     DatasetInfo,
     Normalize,

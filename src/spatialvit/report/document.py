@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,13 +69,7 @@ class Report:
                 parts.append(f"<p>{esc(body)}</p>")
             elif kind == "table":
                 rows, cols, digits = body
-                cols = cols or columns_of(rows)
-                head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-                cells = "".join(
-                    "<tr>" + "".join(f"<td>{esc(format_value(r.get(c), digits))}</td>" for c in cols) + "</tr>"
-                    for r in rows
-                )
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+                parts.append(_html_table(rows, cols or columns_of(rows), digits))
             else:
                 path, caption = body
                 data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -95,6 +90,33 @@ class Report:
         return paths
 
 
+def _html_table(rows: Sequence[Row], cols: Sequence[str], digits: int) -> str:
+    """A table inside a ``table-wrap`` box that scrolls sideways, so a wide table never widens the page. Headers may
+    break after underscores (``clean_<wbr>acc1``); columns whose every filled cell is a number (or ``mean ± ci``)
+    get ``class='num'``: right-aligned, never wrapped."""
+    esc = html.escape
+    texts = {c: [format_value(r.get(c), digits) for r in rows] for c in cols}
+    num = {c: any(texts[c]) and all(_is_number(r.get(c), t) for r, t in zip(rows, texts[c]) if t) for c in cols}
+    attr = {c: " class='num'" if num[c] else "" for c in cols}
+    head = "".join(f"<th{attr[c]}>{esc(c).replace('_', '_<wbr>')}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td{attr[c]}>{esc(texts[c][i])}</td>" for c in cols) + "</tr>" for i in range(len(rows))
+    )
+    return f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+_NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-+]?(nan|inf)", re.IGNORECASE)
+
+
+def _is_number(value: object, text: str) -> bool:
+    """A numeric cell: an int or float, or text such as ``0.823``, ``1e-3``, ``12%`` or ``0.823 ± 0.012``."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return all(_NUMBER.fullmatch(part.strip()) for part in text.split("±"))
+
+
 def _relative(path: Path, base: Path) -> str:
     try:
         return str(path.resolve().relative_to(base.resolve()))
@@ -102,9 +124,18 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
+# The page is at most 1100 px wide and never wider than the window: a wide table scrolls sideways inside its
+# .table-wrap box (its first column stays in view), long words in text wrap, images shrink to fit.
 _CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:4px 8px;"
-    "text-align:right}th{background:#f4f4f4}figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;"
-    "font-size:0.9em}"
+    "*,*::before,*::after{box-sizing:border-box}"
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;"
+    "overflow-wrap:break-word}"
+    ".table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}"
+    "table{border-collapse:separate;border-spacing:0;font-size:0.9em}"
+    "th,td{border:solid #ccc;border-width:0 1px 1px 0;padding:4px 8px;text-align:left;vertical-align:top}"
+    "thead th{border-top-width:1px;background:#f4f4f4;vertical-align:bottom}"
+    "tr>:first-child{position:sticky;left:0;z-index:1;border-left-width:1px;background:#fff}"
+    "thead tr>:first-child{background:#f4f4f4}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}"
+    "figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:0.9em}"
 )
