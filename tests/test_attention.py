@@ -8,7 +8,14 @@ import warnings
 import pytest
 import torch
 
-from spatialvit.attention import ManhattanBias, create_attention, factorised_attention, manhattan_distance
+from spatialvit.attention import (
+    ContextDecay,
+    ManhattanBias,
+    create_attention,
+    factorised_attention,
+    manhattan_distance,
+    resolve_backend,
+)
 from spatialvit.attention.decay import gamma_schedule
 from spatialvit.models import create_model, list_models
 
@@ -25,11 +32,16 @@ def _pair(name: str, backend: str, prefix: int, **kwargs):
     fast = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend=backend, **kwargs).double()
     ref = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend="reference", **kwargs)
     ref = ref.double()
-    if hasattr(fast, "gate_weight"):  # make the content gate matter
+    if isinstance(fast.decay, ContextDecay):  # make the content gate matter
         with torch.no_grad():
-            fast.gate_weight.normal_(0, 0.5)
+            fast.decay.gate_weight.normal_(0, 0.5)
     ref.load_state_dict(fast.state_dict())
     return fast, ref
+
+
+def _choose(mixer, q, bias):
+    """The kernel the backend resolver picks for ``mixer`` on this call."""
+    return resolve_backend(mixer.backend, mixer.supported_backends, q, bias)
 
 
 def _outputs_and_grads(mixer, x):
@@ -69,8 +81,8 @@ def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, pref
     names = ["x", *(n for n, p in fast.named_parameters() if p.requires_grad)]
     for n, a, b in zip(names, g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"grad of {n}: {m}")
-    if "gate_weight" in names:
-        assert g_fast[names.index("gate_weight")].abs().sum() > 0  # gradients reach the gate
+    if "decay.gate_weight" in names:
+        assert g_fast[names.index("decay.gate_weight")].abs().sum() > 0  # gradients reach the gate
     _, attn = fast(x, GRID, return_attn=True)  # maps from every variant: rows are distributions
     n = x.shape[1]
     assert attn.shape == (2, HEADS, n, n) and (attn >= 0).all()
@@ -126,16 +138,16 @@ def test_fixed_decay_bias_is_log_gamma_times_distance_and_equals_product_form():
 def test_cag_with_constant_gate_equals_fixed_decay(form):
     fixed = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1, backend="reference").double()
     cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=1, form=form, backend="reference").double()
-    assert cag.gate_weight.abs().sum() == 0  # initialised content-free
+    assert cag.decay.gate_weight.abs().sum() == 0  # initialised content-free
     cag.load_state_dict(fixed.state_dict(), strict=False)
     x = _x(1)
     # at init (parameters stored in float32: equal up to float32 rounding of the schedule)
     torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-6, atol=1e-6)
     with torch.no_grad():  # the same schedule in float64: equal to float64 precision
-        cag.gate_bias.copy_(torch.logit(torch.exp(-fixed.log_rate.exp())))
+        cag.decay.gate_bias.copy_(torch.logit(torch.exp(-fixed.decay.log_rate.exp())))
     torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        cag.gate_weight.normal_()
+        cag.decay.gate_weight.normal_()
     assert not torch.allclose(cag(x, GRID), fixed(x, GRID))
 
 
@@ -191,8 +203,8 @@ def test_conv_qkv_with_1x1_kernel_equals_linear_projection():
     plain = create_attention("softmax", DIM, num_heads=HEADS, num_prefix_tokens=1).double()
     plain.load_state_dict(conv.state_dict(), strict=False)
     with torch.no_grad():
-        plain.qkv.weight.copy_(conv.qkv_conv.weight[:, :, 0, 0])
-        plain.qkv.bias.copy_(conv.qkv_conv.bias)
+        plain.qkv.weight.copy_(conv.grid_qkv.conv.weight[:, :, 0, 0])
+        plain.qkv.bias.copy_(conv.grid_qkv.conv.bias)
     conv.qkv.load_state_dict(plain.qkv.state_dict())  # the class token's linear path
     x = _x(1)
     torch.testing.assert_close(conv(x, GRID), plain(x, GRID))
@@ -204,13 +216,13 @@ def test_auto_backend_choice_and_flex_fallback_warns():
     x = torch.randn(2, 15, DIM, requires_grad=True)
     q = mixer.project(x, GRID)[0]
     # small grids on CPU: the dense bias through SDPA, for every decay form
-    assert mixer.choose_backend(q, mixer.spatial_bias(x, GRID), 0.0) == "sdpa"
-    assert warped.choose_backend(q, warped.spatial_bias(x, GRID), 0.0) == "sdpa"
+    assert _choose(mixer, q, mixer.spatial_bias(x, GRID)) == "sdpa"
+    assert _choose(warped, q, warped.spatial_bias(x, GRID)) == "sdpa"
     big = (17, 17)  # 289 tokens: no N x N tensor
     xb = torch.randn(1, 289, DIM, requires_grad=True)
     qb = mixer.project(xb, big)[0]
-    assert mixer.choose_backend(qb, mixer.spatial_bias(xb, big), 0.0) == "factorised"
-    assert warped.choose_backend(qb, warped.spatial_bias(xb, big), 0.0) == "sdpa"  # training on CPU: no flex
+    assert _choose(mixer, qb, mixer.spatial_bias(xb, big)) == "factorised"
+    assert _choose(warped, qb, warped.spatial_bias(xb, big)) == "sdpa"  # training on CPU: no flex
     flex = create_attention("cag", DIM, num_heads=HEADS, backend="flex").double()
     ref = create_attention("cag", DIM, num_heads=HEADS, backend="reference").double()
     ref.load_state_dict(flex.state_dict())
@@ -221,7 +233,7 @@ def test_auto_backend_choice_and_flex_fallback_warns():
 
 
 def test_rope_logits_depend_on_relative_position_only():
-    from spatialvit.attention.decay import rope_2d
+    from spatialvit.attention.posenc import rope_2d
 
     q, k = torch.randn(2, 1, 1, 8, dtype=torch.float64).unbind(0)
     grid = (4, 4)

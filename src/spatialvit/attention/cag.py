@@ -2,71 +2,79 @@
 
 Gate ``g = sigmoid(x W_g + b_g)`` ``[B, heads, H*W]`` per token and head; rate ``rho = alpha * (-log g)``. The bias is
 the shared Manhattan decay (:mod:`.manhattan`): ``'pairwise'`` ``-(rho_i + rho_j)/2 * D_ij`` (default, SDT's
-``-|(G_i + G_j)/2 * D_ij * alpha|`` with ``G = log g``) or ``'warped'`` (cumulative rates along rows/columns).
-``W_g = 0`` and ``b_g = logit(gamma_h^(1/alpha))`` at init, so a fresh layer equals fixed decay (RMT) exactly.
+``-|(G_i + G_j)/2 * D_ij * alpha|`` with ``G = log g``) or ``'warped'`` (cumulative rates along rows/columns);
+``decomposed=True`` applies the pairwise rates along rows, then along columns (SDT-H's high-resolution stages; one
+gate for both passes). ``W_g = 0`` and ``b_g = logit(gamma_h^(1/alpha))`` at init, so a fresh layer equals fixed
+decay (RMT) exactly.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .decay import ManhattanDecayAttention, gamma_schedule
+from .base import part_options
+from .decay import DECOMPOSED_BACKENDS, FULL_BACKENDS, gamma_schedule
 from .manhattan import FORMS, ManhattanBias
 from .registry import register_attention
+from .softmax import SoftmaxAttention
 
 
-@register_attention("cag")
-class ContextDecayAttention(ManhattanDecayAttention):
-    """SDT decay attention. ``form``: ``'pairwise'`` | ``'warped'``; ``alpha``: rate scale; ``rope``, ``lepe_kernel``:
-    RMT's block extras (see :mod:`.decay`). (The inherited fixed
-    ``log_rate`` is only the schedule the gate starts from; the decomposed form is offered by ``'decay'`` alone.)"""
+class ContextDecay(nn.Module):
+    """The bias source of SDT: per-token, per-head rates ``rho = -alpha * log sigmoid(x W_g + b_g)``."""
 
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
-        num_prefix_tokens: int = 0,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        backend: str = "auto",
+        num_heads: int,
+        *,
         gamma_a: float = 2.0,
         gamma_b: float = 4.0,
         form: str = "pairwise",
         alpha: float = 1.0,
-        rope: bool = False,
-        lepe_kernel: int = 0,
+        decomposed: bool = False,
     ) -> None:
-        super().__init__(
-            dim,
-            num_heads,
-            num_prefix_tokens,
-            qkv_bias,
-            attn_drop,
-            proj_drop,
-            backend,
-            gamma_a,
-            gamma_b,
-            rope=rope,
-            lepe_kernel=lepe_kernel,
-        )
+        super().__init__()
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-        if form == "warped" and backend == "factorised":
-            raise ValueError("the 'warped' form has no exact factorisation: use backend 'flex', 'sdpa' or 'reference'")
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
-        self.form = form
-        self.alpha = alpha
+        if decomposed and form != "pairwise":
+            raise ValueError(f"decomposed context decay takes the 'pairwise' form, got {form!r}")
+        self.form, self.alpha, self.decomposed = form, alpha, decomposed
         self.gate_weight = nn.Parameter(torch.zeros(num_heads, dim))
         self.gate_bias = nn.Parameter(torch.logit(gamma_schedule(num_heads, gamma_a, gamma_b) ** (1 / alpha)).float())
+        if decomposed:
+            self.backends, self.what = DECOMPOSED_BACKENDS, "decomposed context decay"
+        elif form == "warped":  # no exact factorisation
+            self.backends, self.what = ("flex", "sdpa", "reference"), "the 'warped' context decay"
+        else:
+            self.backends, self.what = FULL_BACKENDS, "context decay"
 
-    def rates(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-token, per-head rates ``rho = -alpha * log g`` ``[B, heads, H*W]`` from grid tokens ``x[B, N, C]``."""
-        logits = F.linear(x[:, self.num_prefix_tokens :], self.gate_weight.to(x.dtype), self.gate_bias.to(x.dtype))
+    def rates(self, x: torch.Tensor, num_prefix: int) -> torch.Tensor:
+        """Per-token, per-head rates ``[B, heads, H*W]`` from the grid tokens of ``x[B, N, C]``."""
+        logits = F.linear(x[:, num_prefix:], self.gate_weight.to(x.dtype), self.gate_bias.to(x.dtype))
         return -self.alpha * F.logsigmoid(logits).transpose(1, 2)
 
-    def spatial_bias(self, x: torch.Tensor, grid: tuple[int, int]) -> ManhattanBias:
-        return ManhattanBias(grid, self.rates(x), self.num_prefix_tokens, form=self.form)
+    def forward(self, x: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> ManhattanBias:
+        return ManhattanBias(grid, self.rates(x, num_prefix), num_prefix, form=self.form, decomposed=self.decomposed)
+
+
+@register_attention("cag")
+class ContextDecayAttention(SoftmaxAttention):
+    """SDT decay attention: :class:`SoftmaxAttention` with a :class:`ContextDecay` bias; ``options``: those of
+    :class:`ContextDecay` (``form``, ``alpha``, ``decomposed``, ``gamma_a``, ``gamma_b``) and of the mixer."""
+
+    legacy_keys: ClassVar[dict[str, str | None]] = {
+        "gate_weight": "decay.gate_weight",
+        "gate_bias": "decay.gate_bias",
+        "log_rate": None,
+    }
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        decay, options = part_options(ContextDecay, options)
+        super().__init__(dim, decay=partial(ContextDecay, **decay), **options)

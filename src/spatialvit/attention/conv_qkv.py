@@ -7,9 +7,13 @@ prefix tokens use a linear projection. Attention itself is plain softmax attenti
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
+from .base import part_options
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
@@ -30,31 +34,26 @@ def conv_projection(dim: int, out: int, kernel_size: int, mode: str, bias: bool)
     )
 
 
+class ConvQKV(nn.Module):
+    """The convolutional projection part: grid tokens ``[B, H*W, C]`` -> q, k, v stacked ``[B, H*W, 3C]`` by a
+    convolution over the grid (prefix tokens keep the attention's linear projection)."""
+
+    def __init__(self, dim: int, *, bias: bool = True, kernel_size: int = 3, conv_mode: str = "full") -> None:
+        super().__init__()
+        self.conv = conv_projection(dim, 3 * dim, kernel_size, conv_mode, bias)
+
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        fmap = tokens.transpose(1, 2).unflatten(2, grid)  # [B, C, H, W]
+        return self.conv(fmap).flatten(2).transpose(1, 2)
+
+
 @register_attention("conv_qkv")
 class ConvQKVAttention(SoftmaxAttention):
-    """MHSA whose grid-token q/k/v come from ``conv_mode`` (``'full'`` | ``'separable'``) ``kernel_size`` convs."""
+    """Softmax attention with the :class:`ConvQKV` projection; ``options``: those of :class:`ConvQKV`
+    (``kernel_size``, ``conv_mode`` ``'full'`` | ``'separable'``) and of the mixer."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        num_prefix_tokens: int = 0,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        backend: str = "auto",
-        kernel_size: int = 3,
-        conv_mode: str = "full",
-    ) -> None:
-        super().__init__(dim, num_heads, num_prefix_tokens, qkv_bias, attn_drop, proj_drop, backend)
-        self.qkv_conv = conv_projection(dim, 3 * dim, kernel_size, conv_mode, qkv_bias)
-        if num_prefix_tokens == 0:
-            self.qkv = None  # no prefix tokens: the linear path is unused
+    legacy_keys: ClassVar[dict[str, str | None]] = {"qkv_conv.": "grid_qkv.conv."}
 
-    def project(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        P = self.num_prefix_tokens
-        fmap = x[:, P:].transpose(1, 2).unflatten(2, grid)  # [B, C, H, W]
-        tokens = self.qkv_conv(fmap).flatten(2).transpose(1, 2)  # [B, H*W, 3C]
-        if P:
-            tokens = torch.cat([self.qkv(x[:, :P]), tokens], dim=1)
-        return tuple(self.split_heads(t) for t in tokens.chunk(3, dim=-1))
+    def __init__(self, dim: int, **options: Any) -> None:
+        conv, options = part_options(ConvQKV, options)
+        super().__init__(dim, grid_qkv=partial(ConvQKV, **conv), **options)

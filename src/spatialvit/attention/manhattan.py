@@ -9,10 +9,16 @@ On an ``H x W`` grid with ``D_ij = |y_i - y_j| + |x_i - x_j|`` and per-token, pe
 Prefix tokens get no bias (0 to and from them). The bias is available dense (``[b, h, N, N]``, reference/sdpa), as a
 FlexAttention ``score_mod`` (no N x N tensor) and, for the pairwise form, as exact low-rank q/k columns
 (``factorised`` backend; derivation in docs/attention.md).
+
+``decomposed=True`` marks RMT's high-resolution form instead: attention along each row with the 1D pairwise decay
+``-(rho_i + rho_j)/2 * |x_i - x_j|``, then along each column with ``|y_i - y_j|`` (two softmaxes, not equal to the
+2D decay): :meth:`ManhattanBias.line_biases` per row/column, :meth:`ManhattanBias.decomposed_dense` as two masked
+``[b, h, N, N]`` biases for the reference.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,7 +58,8 @@ class ManhattanBias:
     """Decay bias on ``grid`` after ``num_prefix`` prefix tokens.
 
     ``rates [b, h, H*W]`` (``b`` is 1 for content-independent rates, else the batch); ``constant`` marks rates
-    that are the same for every token (fixed decay), which factorises with fewer columns.
+    that are the same for every token (fixed decay), which factorises with fewer columns; ``decomposed`` asks for
+    the row-then-column form (pairwise rates only).
     """
 
     grid: tuple[int, int]
@@ -60,15 +67,18 @@ class ManhattanBias:
     num_prefix: int = 0
     form: str = "pairwise"
     constant: bool = False
+    decomposed: bool = False
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise ValueError(f"decay form must be one of {FORMS}, got {self.form!r}")
+        if self.decomposed and self.form != "pairwise":
+            raise ValueError(f"the decomposed form takes pairwise rates, got the {self.form!r} form")
 
     @property
     def factorisable(self) -> bool:
-        """Whether the ``factorised`` backend computes this bias exactly (the pairwise form)."""
-        return self.form == "pairwise"
+        """Whether the ``factorised`` backend computes this bias exactly (the full 2D pairwise form)."""
+        return self.form == "pairwise" and not self.decomposed
 
     def _pad(self, t: torch.Tensor, dims: int) -> torch.Tensor:
         """Zero rows (and columns if ``dims == 2``) for the prefix tokens in front of the grid tokens."""
@@ -146,3 +156,36 @@ class ManhattanBias:
                 return score + torch.where((qi >= P) & (ki >= P), bias, 0.0)
 
         return decay
+
+    def line_biases(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decomposed form: the row pass's bias ``[b, h, H, W, W]`` among the tokens of each row and the column
+        pass's ``[b, h, W, H, H]`` among the tokens of each column (prefix tokens not included)."""
+        H, W = self.grid
+        r = self.rates.unflatten(-1, (H, W))  # [b, h, H, W]
+        return _line_bias(r, W), _line_bias(r.transpose(-1, -2), H)
+
+    def decomposed_dense(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decomposed form as two masked biases ``[b, h, N, N]`` for a materialised softmax each.
+
+        Row pass: a grid query sees its row (1D decay) and the prefix keys (bias 0); a prefix query sees every token.
+        Column pass (over the row pass's output): a grid query sees its column; a prefix query only itself.
+        """
+        P, (H, W) = self.num_prefix, self.grid
+        r = self.rates
+        idx = torch.arange(H * W, device=r.device)
+        y, x = (idx // W).to(r.dtype), (idx % W).to(r.dtype)
+        pair = -0.5 * (r[..., :, None] + r[..., None, :])
+        inf = torch.tensor(-math.inf, dtype=r.dtype, device=r.device)
+        row = torch.where(y[:, None] == y[None], pair * (x[:, None] - x[None]).abs(), inf)
+        col = torch.where(x[:, None] == x[None], pair * (y[:, None] - y[None]).abs(), inf)
+        row = F.pad(row, (P, 0, P, 0))  # prefix rows and columns: 0 (no decay, nothing masked)
+        ids = torch.arange(P + H * W, device=r.device)
+        prefix_self = (ids[:, None] < P) & (ids[:, None] == ids[None])
+        col = torch.where(prefix_self, 0.0, F.pad(col, (P, 0, P, 0), value=-math.inf))
+        return row, col
+
+
+def _line_bias(r: torch.Tensor, n: int) -> torch.Tensor:
+    """``-(r_i + r_j)/2 * |i - j|`` ``[..., lines, n, n]`` for rates ``r[..., lines, n]`` along lines of n tokens."""
+    pos = torch.arange(n, device=r.device, dtype=r.dtype)
+    return -0.5 * (r[..., :, None] + r[..., None, :]) * (pos[:, None] - pos[None]).abs()

@@ -24,3 +24,17 @@ def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor
         return pos
     out = F.interpolate(pos.permute(0, 3, 1, 2).float(), size=grid, mode="bicubic", align_corners=False)
     return out.permute(0, 2, 3, 1).to(pos.dtype)
+
+
+def rope_2d(t: torch.Tensor, grid: tuple[int, int], num_prefix: int, base: float = 10000.0) -> torch.Tensor:
+    """Axial 2D rotary embedding of grid tokens in ``t[B, h, N, d]`` (prefix tokens unchanged; ``d % 4 == 0``): half
+    the channels rotate by the token's row, the other half by its column."""
+    d = t.shape[-1]
+    H, W = grid
+    idx = torch.arange(H * W, device=t.device)
+    y, x = (idx // W).to(t.dtype), (idx % W).to(t.dtype)
+    freqs = base ** -(torch.arange(d // 4, device=t.device, dtype=t.dtype) / (d // 4))
+    angle = torch.cat([y[:, None] * freqs, x[:, None] * freqs], -1).repeat(1, 2)  # [H*W, d]
+    g = t[..., num_prefix:, :]
+    half = torch.cat([-g[..., d // 2 :], g[..., : d // 2]], -1)
+    return torch.cat([t[..., :num_prefix, :], g * angle.cos() + half * angle.sin()], -2)

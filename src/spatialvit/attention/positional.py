@@ -12,11 +12,16 @@ gate ``lambda_h`` (content part on the SDPA/reference backends, positional part 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
+from .backend import check_backend, resolve_backend
+from .base import TokenMixer, merge_heads
 from .kernels import reference_attention, sdpa_attention
+from .manhattan import ManhattanBias
 from .posenc import resample_pos_embed, sincos_pos_embed_2d
 from .registry import register_attention
 from .softmax import SoftmaxAttention
@@ -62,79 +67,61 @@ class PositionalMap(nn.Module):
 
 
 @register_attention("positional")
-class PositionalAttention(SoftmaxAttention):
-    """Attention weights from positions only (:class:`PositionalMap`); values from content."""
-
-    supported_backends = ("reference",)
+class PositionalAttention(TokenMixer):
+    """Attention weights from positions only (:class:`PositionalMap`: ``pos_type``, ``pos_grid``); values ``x W_v``
+    from content; then the output projection. The map is materialised (``backend`` may only be ``'auto'`` or
+    ``'reference'``); ``options``: those every mixer takes (:class:`TokenMixer`)."""
 
     def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        num_prefix_tokens: int = 0,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        backend: str = "auto",
-        pos_type: str = "learned",
-        pos_grid: int | tuple[int, int] = 8,
+        self, dim: int, *, pos_type: str = "learned", pos_grid: int | tuple[int, int] = 8, **options: Any
     ) -> None:
-        super().__init__(dim, num_heads, num_prefix_tokens, qkv_bias, attn_drop, proj_drop, backend)
-        self.qkv = nn.Linear(dim, dim, bias=qkv_bias)  # values only
-        self.positional = PositionalMap(dim, num_heads, num_prefix_tokens, pos_type, pos_grid, qkv_bias)
+        super().__init__(dim, **options)
+        self.backend = check_backend(self.backend, ("reference",), "positional attention")
+        self.qkv = nn.Linear(dim, dim, bias=self.qkv_bias)  # values only: the weights come from positions
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(self.proj_drop_rate)
+        self.positional = PositionalMap(dim, self.num_heads, self.num_prefix_tokens, pos_type, pos_grid, self.qkv_bias)
 
-    def project(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, grid: tuple[int, int], return_attn: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self.check_tokens(x, grid)
         v = self.split_heads(self.qkv(x))
-        return v, v, v  # q and k are unused: the weights come from positions
-
-    def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        x: torch.Tensor,
-        grid: tuple[int, int],
-        return_attn: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn = self.positional(grid, v)
+        attn = self.positional(grid, v)  # [1, heads, N, N], shared by the batch
         weights = F.dropout(attn, self.attn_drop) if self.training and self.attn_drop > 0 else attn
-        return weights @ v, (attn.expand(v.shape[0], -1, -1, -1) if return_attn else None)
+        out = self.proj_drop(self.proj(merge_heads(weights @ v)))
+        return (out, attn.expand(v.shape[0], -1, -1, -1)) if return_attn else out
 
 
 @register_attention("gpsa")
 class GatedPositionalAttention(SoftmaxAttention):
-    """GPSA: per-head learnable gate ``lambda_h`` (init ``gating_init``) between content and positional attention."""
+    """GPSA: per-head learnable gate ``lambda_h`` (init ``gating_init``) between content attention (the softmax
+    attention it extends) and positional attention (:class:`PositionalMap`); ``options``: those of
+    :class:`SoftmaxAttention`."""
 
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
-        num_prefix_tokens: int = 0,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        backend: str = "auto",
+        *,
         pos_type: str = "learned",
         pos_grid: int | tuple[int, int] = 8,
         gating_init: float = 1.0,
+        **options: Any,
     ) -> None:
-        super().__init__(dim, num_heads, num_prefix_tokens, qkv_bias, attn_drop, proj_drop, backend)
-        self.positional = PositionalMap(dim, num_heads, num_prefix_tokens, pos_type, pos_grid, qkv_bias)
-        self.gating = nn.Parameter(torch.full((num_heads,), float(gating_init)))
+        super().__init__(dim, **options)
+        self.positional = PositionalMap(dim, self.num_heads, self.num_prefix_tokens, pos_type, pos_grid, self.qkv_bias)
+        self.gating = nn.Parameter(torch.full((self.num_heads,), float(gating_init)))
 
     def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        x: torch.Tensor,
-        grid: tuple[int, int],
-        return_attn: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, q: Tensor, k: Tensor, v: Tensor, bias: ManhattanBias | None, grid: tuple[int, int], return_attn: bool
+    ) -> tuple[Tensor, Tensor | None]:
         gate = torch.sigmoid(self.gating).to(v.dtype)[:, None, None]  # [heads, 1, 1]
         pos = self.positional(grid, v)
         dropout_p = self.attn_drop if self.training else 0.0
-        if return_attn or self.choose_backend(q, None, dropout_p) == "reference":
+        backend = resolve_backend(
+            self.backend, self.supported_backends, q, None, dropout_p=dropout_p, return_attn=return_attn, owner="GPSA"
+        )
+        if backend == "reference":
             _, content = reference_attention(q, k, v, None, self.scale)
             attn = (1 - gate) * content + gate * pos
             weights = F.dropout(attn, dropout_p) if dropout_p > 0 else attn

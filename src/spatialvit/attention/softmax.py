@@ -1,130 +1,131 @@
-"""Plain multi-head self-attention (ViT), and the machinery every variant shares.
+"""Multi-head attention ``softmax(q k^T * scale + bias) v``, composed of parts: the one attention module.
 
-:class:`SoftmaxAttention` owns the head split/merge, output projection, dropout and the backend switch. A variant
-subclasses it and overrides :meth:`project` (how q/k/v are computed) and/or :meth:`spatial_bias` (the additive
-bias it contributes), or :meth:`attend` when its attention is not ``softmax(q k^T * scale + bias) v``.
+Plain ViT attention is :class:`SoftmaxAttention` with its defaults. Every spatial variant is the same module with
+other parts, passed by keyword:
+
+- the *projection* part: q, k, v from one ``C -> 3C`` linear layer (``qkv``), or, given ``grid_qkv``, grid tokens'
+  q, k, v from that part instead, ``(grid tokens [B, H*W, C], grid) -> [B, H*W, 3C]`` (a convolution over the
+  grid, :mod:`.conv_qkv`), with the linear layer kept for prefix tokens only; built as ``grid_qkv(dim, bias=...)``.
+- ``decay``: the *bias source*, built as ``decay(dim, num_heads)``, a module ``(x[B, N, C], grid, num_prefix) ->
+  ManhattanBias`` (``None``: no bias): fixed Manhattan rates (:mod:`.decay`) or rates gated by content
+  (:mod:`.cag`). It names the kernels that compute its bias exactly (``backends``) and itself in errors (``what``).
+- ``rope``, ``lepe_kernel``: RMT's block extras, for any variant: rotary q/k over the grid, and a depthwise conv of
+  V added to the output.
+
+The kernel of each call is chosen by :mod:`.backend` alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .base import TokenMixer
-from .kernels import (
-    check_backend,
-    factorised_attention,
-    flex_attention,
-    flex_problem,
-    reference_attention,
-    sdpa_attention,
-    warn_once,
-)
+from .backend import biased_attention, check_backend, resolve_backend
+from .base import TokenMixer, merge_heads
 from .manhattan import ManhattanBias
+from .posenc import rope_2d
 from .registry import register_attention
-
-_FLEX_FAILED: list[str] = []  # the first compile/run error of the flex path in this process, if any
-
-
-# On CPU, up to this many tokens a dense N x N bias through SDPA is the fastest exact path for every decay form
-# (benchmarks/model_backends.py, benchmarks/attention.py); beyond it the paths without an N x N tensor keep memory
-# linear in N.
-CPU_DENSE_BIAS_MAX_TOKENS = 256
 
 
 @register_attention("softmax")
 class SoftmaxAttention(TokenMixer):
-    """Standard MHSA with linear Q/K/V.
+    """``softmax(q k^T * scale + bias) v`` with q/k/v from the projection part and the bias from the ``decay`` part.
 
-    ``backend``: ``'auto'`` (fastest correct path for the device and whether gradients are needed), or one of
-    :attr:`supported_backends`. Attention maps (``return_attn=True``) always take the materialised reference path.
+    ``options``: those every mixer takes (:class:`TokenMixer`). ``backend``: ``'auto'`` (fastest exact path for the
+    call) or a kernel the bias allows (:mod:`.backend`); attention maps (``return_attn=True``) always come from the
+    materialised reference.
     """
 
-    supported_backends: tuple[str, ...] = ("sdpa", "reference")
+    # Keys of checkpoints written before the parts were composed -> where they live now (None: dropped).
+    legacy_keys: ClassVar[dict[str, str | None]] = {}
 
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
-        num_prefix_tokens: int = 0,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        backend: str = "auto",
+        *,
+        grid_qkv: Callable[..., nn.Module] | None = None,
+        decay: Callable[..., nn.Module] | None = None,
+        rope: bool = False,
+        lepe_kernel: int = 0,
+        **options: Any,
     ) -> None:
-        super().__init__(dim, num_heads, num_prefix_tokens)
-        self.backend = check_backend(backend, self.supported_backends, type(self).__name__)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``[B, N, C]`` -> ``[B, heads, N, head_dim]``."""
-        B, N, _ = t.shape
-        return t.view(B, N, self.num_heads, -1).transpose(1, 2)
-
-    def merge_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``[B, heads, N, head_dim]`` -> ``[B, N, C]``, then the output projection."""
-        B, _, N, _ = t.shape
-        return self.proj_drop(self.proj(t.transpose(1, 2).reshape(B, N, -1)))
+        super().__init__(dim, **options)
+        if rope and self.head_dim % 4:
+            raise ValueError(f"rope needs head_dim divisible by 4, got {self.head_dim}")
+        if lepe_kernel < 0 or (lepe_kernel and lepe_kernel % 2 == 0):
+            raise ValueError(f"lepe_kernel must be 0 (off) or a positive odd number, got {lepe_kernel}")
+        self.decay = decay(dim, self.num_heads) if decay is not None else None
+        what = self.decay.what if self.decay is not None else "plain attention"
+        self.supported_backends = self.decay.backends if self.decay is not None else ("sdpa", "reference")
+        self.backend = check_backend(self.backend, self.supported_backends, what)
+        # The output projection is built before the linear projection and registered after it, so that a seed gives
+        # the same initial weights (and parameter order) as in spatialvit 0.1, where it was built second.
+        proj = nn.Linear(dim, dim)
+        linear = grid_qkv is None or self.num_prefix_tokens > 0
+        self.qkv = nn.Linear(dim, 3 * dim, bias=self.qkv_bias) if linear else None
+        self.proj = proj
+        self.proj_drop = nn.Dropout(self.proj_drop_rate)
+        self.grid_qkv = grid_qkv(dim, bias=self.qkv_bias) if grid_qkv is not None else None
+        self.rope = rope
+        self.lepe = nn.Conv2d(dim, dim, lepe_kernel, padding=lepe_kernel // 2, groups=dim) if lepe_kernel else None
 
     def project(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens ``[B, N, C]`` -> ``q, k, v [B, heads, N, head_dim]``."""
-        return tuple(self.split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+        """Tokens ``[B, N, C]`` -> ``q, k, v [B, heads, N, head_dim]`` (grid tokens' q/k rotated with ``rope``)."""
+        if self.grid_qkv is None:
+            qkv = self.qkv(x)
+        else:
+            P = self.num_prefix_tokens
+            qkv = self.grid_qkv(x[:, P:], grid)
+            if P:
+                qkv = torch.cat([self.qkv(x[:, :P]), qkv], dim=1)
+        q, k, v = (self.split_heads(t) for t in qkv.chunk(3, dim=-1))
+        if self.rope:
+            q, k = (rope_2d(t, grid, self.num_prefix_tokens) for t in (q, k))
+        return q, k, v
 
     def spatial_bias(self, x: torch.Tensor, grid: tuple[int, int]) -> ManhattanBias | None:
-        """The additive logit bias this mixer contributes (``None``: plain attention)."""
-        return None
-
-    def choose_backend(self, q: torch.Tensor, bias: ManhattanBias | None, dropout_p: float) -> str:
-        """Resolve ``self.backend`` for this call; a requested path that cannot run falls back with a warning."""
-        needs_grad = torch.is_grad_enabled() and (q.requires_grad or (bias is not None and bias.rates.requires_grad))
-        flex_issue = flex_problem(q, needs_grad, dropout_p) or (_FLEX_FAILED[0] if _FLEX_FAILED else None)
-        if self.backend == "auto":
-            if bias is None or (q.device.type == "cpu" and q.shape[-2] <= CPU_DENSE_BIAS_MAX_TOKENS):
-                return "sdpa"
-            if bias.factorisable and "factorised" in self.supported_backends:
-                return "factorised"
-            return "flex" if "flex" in self.supported_backends and flex_issue is None else "sdpa"
-        if self.backend == "flex" and flex_issue is not None:
-            warn_once(f"{type(self).__name__}: backend 'flex' unavailable ({flex_issue}); using 'sdpa' instead")
-            return "sdpa"
-        return self.backend
+        """The additive logit bias of this mixer for tokens ``x[B, N, C]`` (``None``: plain attention)."""
+        return None if self.decay is None else self.decay(x, grid, self.num_prefix_tokens)
 
     def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        x: torch.Tensor,
-        grid: tuple[int, int],
-        return_attn: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``softmax(q k^T * scale + bias) v`` ``[B, heads, N, head_dim]`` on the chosen backend (+ weights)."""
-        bias = self.spatial_bias(x, grid)
+        self, q: Tensor, k: Tensor, v: Tensor, bias: ManhattanBias | None, grid: tuple[int, int], return_attn: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """``softmax(q k^T * scale + bias) v`` ``[B, heads, N, head_dim]`` (and the weights for ``return_attn``)."""
         dropout_p = self.attn_drop if self.training else 0.0
-        backend = "reference" if return_attn else self.choose_backend(q, bias, dropout_p)
-        if backend == "flex":
-            try:
-                return flex_attention(q, k, v, bias.score_mod(q.shape[0]), scale=self.scale), None
-            except Exception as err:  # compile failures vary by platform; never fail silently, never crash
-                _FLEX_FAILED.append(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
-                warn_once(f"{type(self).__name__}: flex attention failed ({_FLEX_FAILED[0]}); using 'sdpa' instead")
-                backend = "sdpa"
-        if backend == "factorised":
-            q_extra, k_extra = bias.columns()
-            return factorised_attention(q, k, v, q_extra, k_extra, self.scale, dropout_p), None
-        dense = None if bias is None else bias.dense()
-        if backend == "reference":
-            return reference_attention(q, k, v, dense, self.scale, dropout_p)
-        return sdpa_attention(q, k, v, dense, self.scale, dropout_p), None
+        owner = type(self).__name__
+        backend = resolve_backend(
+            self.backend, self.supported_backends, q, bias, dropout_p=dropout_p, return_attn=return_attn, owner=owner
+        )
+        return biased_attention(q, k, v, bias, backend, self.scale, dropout_p, owner=owner)
 
     def forward(
         self, x: torch.Tensor, grid: tuple[int, int], return_attn: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         self.check_tokens(x, grid)
         q, k, v = self.project(x, grid)
-        out, attn = self.attend(q, k, v, x, grid, return_attn)
-        out = self.merge_heads(out)
+        out, attn = self.attend(q, k, v, self.spatial_bias(x, grid), grid, return_attn)
+        if self.lepe is not None:
+            out = out + self._lepe(v, grid)
+        out = self.proj_drop(self.proj(merge_heads(out)))
         return (out, attn) if return_attn else out
+
+    def _lepe(self, v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Depthwise conv of the grid tokens' values, ``[B, h, N, d]`` (zero for prefix tokens)."""
+        B, h, N, d = v.shape
+        P = self.num_prefix_tokens
+        fmap = v[:, :, P:].transpose(1, 2).reshape(B, N - P, h * d).transpose(1, 2).unflatten(2, grid)
+        out = self.lepe(fmap).flatten(2).view(B, h, d, N - P).transpose(2, 3)
+        return nn.functional.pad(out, (0, 0, P, 0))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Checkpoints of spatialvit 0.1 stored some parameters under other names: move them (or drop dead ones).
+        for old, new in self.legacy_keys.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                value = state_dict.pop(key)
+                target = None if new is None else prefix + new + key[len(prefix + old) :]
+                if target is not None and target not in state_dict:
+                    state_dict[target] = value
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

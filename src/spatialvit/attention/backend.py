@@ -1,0 +1,128 @@
+"""The one place that decides which kernel computes an attention call, and runs it.
+
+:func:`check_backend` validates a mixer's ``backend`` option when it is built; :func:`resolve_backend` turns it
+into a kernel for one call (``auto``: the fastest exact path for the device, grid size and whether gradients are
+needed; a requested path that cannot serve the call falls back to ``sdpa`` with a warning);
+:func:`biased_attention` runs the kernel, and remembers a failure of the compiled flex path so that it is not tried
+again in this process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from .kernels import (
+    compile_flex,
+    decomposed_reference,
+    decomposed_sdpa,
+    factorised_attention,
+    reference_attention,
+    sdpa_attention,
+)
+from .manhattan import ManhattanBias
+
+BACKENDS = ("auto", "reference", "sdpa", "flex", "factorised")
+# On CPU, up to this many tokens a dense N x N bias through SDPA is the fastest exact path for every decay form
+# (benchmarks/model_backends.py, benchmarks/attention.py); beyond it the paths without an N x N tensor keep memory
+# linear in N.
+CPU_DENSE_BIAS_MAX_TOKENS = 256
+
+
+class _FlexState:
+    """The compiled flex kernel of this process, its first failure, and the fallback warnings already given."""
+
+    def __init__(self) -> None:
+        self.kernel: Callable[..., torch.Tensor] | None = None
+        self.failure: str | None = None
+        self.warned: set[str] = set()
+
+    def warn_once(self, message: str) -> None:
+        if message not in self.warned:
+            self.warned.add(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+_STATE = _FlexState()
+
+
+def check_backend(backend: str, supported: tuple[str, ...], what: str) -> str:
+    """Validate a ``backend`` option against the kernels that compute ``what`` exactly (named in the error)."""
+    if backend != "auto" and backend not in supported:
+        raise ValueError(f"backend {backend!r} cannot compute {what}: use 'auto' or one of {supported}")
+    return backend
+
+
+def flex_problem(q: torch.Tensor, needs_grad: bool, dropout_p: float) -> str | None:
+    """Why the flex path cannot serve this call (``None`` when it can)."""
+    if dropout_p > 0:
+        return "FlexAttention has no attention dropout"
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"FlexAttention does not support {q.dtype}"
+    if needs_grad and q.device.type == "cpu":
+        return "FlexAttention does not support backward on CPU (torch 2.13)"
+    return _STATE.failure
+
+
+def resolve_backend(
+    requested: str,
+    supported: tuple[str, ...],
+    q: torch.Tensor,
+    bias: ManhattanBias | None,
+    *,
+    dropout_p: float = 0.0,
+    return_attn: bool = False,
+    owner: str = "attention",
+) -> str:
+    """The kernel for one call: ``requested`` (validated by :func:`check_backend`) or, for ``'auto'``, the rule
+    measured in docs/attention.md. Attention maps always come from ``reference``."""
+    if return_attn:
+        return "reference"
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or (bias is not None and bias.rates.requires_grad))
+    flex_issue = flex_problem(q, needs_grad, dropout_p)
+    if requested == "auto":
+        dense_is_fast = q.device.type == "cpu" and q.shape[-2] <= CPU_DENSE_BIAS_MAX_TOKENS
+        if bias is None or bias.decomposed or dense_is_fast:
+            return "sdpa"
+        if bias.factorisable and "factorised" in supported:
+            return "factorised"
+        return "flex" if "flex" in supported and flex_issue is None else "sdpa"
+    if requested == "flex" and flex_issue is not None:
+        _STATE.warn_once(f"{owner}: backend 'flex' unavailable ({flex_issue}); using 'sdpa' instead")
+        return "sdpa"
+    return requested
+
+
+def biased_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: ManhattanBias | None,
+    backend: str,
+    scale: float,
+    dropout_p: float = 0.0,
+    owner: str = "attention",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``softmax(q k^T * scale + bias) v`` ``[B, h, N, d_v]`` on ``backend`` (a resolved kernel name), and the
+    weights ``[B, h, N, N]`` from ``reference`` (``None`` otherwise)."""
+    if bias is not None and bias.decomposed:
+        if backend == "reference":
+            return decomposed_reference(q, k, v, bias, scale, dropout_p)
+        return decomposed_sdpa(q, k, v, bias, scale, dropout_p), None
+    if backend == "flex":
+        try:
+            _STATE.kernel = _STATE.kernel or compile_flex()
+            return _STATE.kernel(q, k, v, score_mod=bias.score_mod(q.shape[0]), scale=scale), None
+        except Exception as err:  # compile failures vary by platform; never fail silently, never crash
+            _STATE.failure = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            _STATE.warn_once(f"{owner}: flex attention failed ({_STATE.failure}); using 'sdpa' instead")
+            backend = "sdpa"
+    if backend == "factorised":
+        q_extra, k_extra = bias.columns()
+        return factorised_attention(q, k, v, q_extra, k_extra, scale, dropout_p), None
+    dense = None if bias is None else bias.dense()
+    if backend == "reference":
+        return reference_attention(q, k, v, dense, scale, dropout_p)
+    return sdpa_attention(q, k, v, dense, scale, dropout_p), None
