@@ -155,7 +155,7 @@ def test_cli_study_help_and_flags(capsys):
         ]
     )
     config = build_config(args)
-    assert config.models == ["resnet_small", "vit_micro_patch4"] and config.train["epochs"] == 2
+    assert config.models == ["resnet_small", "vit_micro_patch4"] and config.train.epochs == 2
     assert config.checkpoints == {"resnet_small": "a.pt"} and config.out == "x"
     bad = build_parser().parse_args(["study", "--checkpoint", "resnet_small"])
     with pytest.raises(ValueError, match="MODEL=PATH"):

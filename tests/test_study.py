@@ -17,7 +17,7 @@ TINY = {
         "vit_posattn_micro_patch4": {"embed_dim": 16, "depth": 2, "num_heads": 2},
     },
     "train": {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "device": "cpu", "threads": 1},
-    "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "max_images": 64},
+    "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "limit": 64},
     "probes": {"images": 8, "example_images": 1},
     "progress": False,
 }

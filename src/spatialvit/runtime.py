@@ -1,4 +1,5 @@
-"""What every command shares at run time: the guard that keeps a command from overwriting earlier work.
+"""What every command shares at run time: the device, whether this process is the one that writes, the
+``Normalize`` + classifier pair, and the guard that keeps a command from overwriting earlier work.
 
 Every command that writes a run or a result file calls :func:`claim_outputs` with the files it is about to write
 before it writes any of them: when some already exist it refuses (naming the file and the ways on) unless the
@@ -8,9 +9,44 @@ exactly those files first, so nothing of the old run lingers beside the new one)
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data.base import Normalize
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; a CUDA device without CUDA raises."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(name)!r} requested but CUDA is not available")
+    return device
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` job (or a single process): the one that writes files and reports."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def with_normalize(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Sequential:
+    """``nn.Sequential(Normalize(mean, std), model)``: a classifier of ``[0, 1]`` pixel images."""
+    return nn.Sequential(Normalize(mean, std), model)
+
+
+def split_classifier(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """``(preprocessing, model)`` of a :func:`with_normalize` classifier; any other module is ``(Identity, net)``."""
+    if isinstance(net, nn.Sequential) and len(net) > 1 and isinstance(net[0], Normalize):
+        return net[:-1], net[-1]
+    return nn.Identity(), net
 
 
 class OutputExistsError(ValueError):

@@ -4,9 +4,11 @@ association, transfer to a new feature on the same groups."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 
+from ..config import add_arguments, given
 from ..data import Normalize
 from ..data.synthetic import (
     SyntheticConfig,
@@ -33,6 +35,7 @@ from ..synth.experiments import (
 )
 from ..synth.model import ACTIVATIONS, SimplifiedViT
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .common import command, positive_int
 
 SIMPLIFIED = "synth_simplified"
 # What each action writes into --out.
@@ -42,15 +45,14 @@ TRANSFER_FILES = ("transfer_runs.*", "transfer.*")
 # Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
 # pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
 PRESETS = {
-    "image": dict(data="", n_train=10_000, steps=600, lr=0.1, attn_lr=1000.0, max_step=0.3, value_init_std=0.05),
+    "image": dict(
+        data="", n_train=10_000, value_init_std=0.05, fit=FitSettings(steps=600, attn_lr=1000.0, max_step=0.3)
+    ),
     "small": dict(
         data="grid=1x10,d=100,group=1x2,partition=random",
         n_train=50_000,
-        steps=300,
-        lr=0.1,
-        attn_lr=100.0,
-        max_step=None,
         value_init_std=0.01,
+        fit=FitSettings(steps=300, attn_lr=100.0),
     ),
 }
 DATA_HELP = (
@@ -59,60 +61,79 @@ DATA_HELP = (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="synthetic structured data: positional attention, patch association, transfer",
-        description="Jelassi et al.'s synthetic task: the label lives in one hidden group of patches. 'train' fits "
-        "the simplified positional-attention model and tracks how its attention matches the groups; 'associate' "
-        "measures patch association of a saved model (simplified, or a ViT checkpoint trained on the 'synthetic' "
-        "dataset); 'transfer' pre-trains on one feature and learns an orthogonal one on the same groups from n "
-        "samples with frozen, re-initialised or content attention.",
-    )
-    ops = p.add_subparsers(dest="synth_command", metavar="ACTION", required=True)
+DESCRIPTION = """\
+synthetic structured data: positional attention, patch association, transfer
 
-    t = ops.add_parser(
-        "train",
-        help="train the simplified model; association over steps, heat-map of A",
-        description="Train F(X) = sum_i sum_r act(sum_j A_ij <v_r, X_j>), A = softmax(Q), by "
-        "full-batch gradient descent on the logistic loss; writes history/summary tables, "
-        "attention.png, association.png and model.pt to --out.",
-    )
+Jelassi et al.'s synthetic task: the label lives in one hidden group of patches. 'train' fits the
+simplified positional-attention model and tracks how its attention matches the groups; 'associate'
+measures patch association of a saved model (simplified, or a ViT checkpoint trained on the 'synthetic'
+dataset); 'transfer' pre-trains on one feature and learns an orthogonal one on the same groups from n
+samples with frozen, re-initialised or content attention.
+"""
+TRAIN_EXAMPLES = """\
+spatialvit synth train --out runs/synth/image                  # the 8x8 image preset (about a minute)
+spatialvit synth train --preset small --out runs/synth/small
+"""
+ASSOCIATE_EXAMPLES = """\
+spatialvit synth associate runs/synth/image/model.pt --out runs/synth/assoc
+"""
+TRANSFER_EXAMPLES = """\
+spatialvit synth transfer --preset small --ns 1,2,4,8 --seeds 3 --out runs/synth/transfer
+"""
+EXAMPLES = TRAIN_EXAMPLES + ASSOCIATE_EXAMPLES + TRANSFER_EXAMPLES
+
+
+TRAIN_TEXT = """\
+train the simplified model; association over steps, heat-map of A
+
+Train F(X) = sum_i sum_r act(sum_j A_ij <v_r, X_j>), A = softmax(Q), by full-batch gradient
+descent on the logistic loss; writes history/summary tables, attention.png, association.png and
+model.pt to --out.
+"""
+
+
+ASSOCIATE_TEXT = """\
+patch association of a saved model
+
+Association metrics (within-group mass, AUC, top-C precision, ARI) of a model from
+'synth train' (model.pt), or of every block of a ViT checkpoint trained on the 'synthetic' image
+dataset (pass the same --data options it was trained with).
+"""
+
+
+TRANSFER_TEXT = """\
+transfer to a new feature on the same groups: accuracy vs n
+
+Pre-train on feature w*, then learn task 2 (same groups, orthogonal w') from n samples with
+(a) frozen pre-trained attention, (b) re-initialised attention, (c) content attention. Writes
+transfer_runs / transfer tables and transfer.png to --out.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = command(sub, "synth", DESCRIPTION, EXAMPLES)
+    ops = p.add_subparsers(dest="synth_command", metavar="ACTION", required=True)
+    t = command(ops, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train)
     _data_args(t)
     _fit_args(t)
     t.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
-    t.set_defaults(func=run_train)
-
-    a = ops.add_parser(
-        "associate",
-        help="patch association of a saved model",
-        description="Association metrics (within-group mass, AUC, top-C precision, ARI) of a model "
-        "from 'synth train' (model.pt), or of every block of a ViT checkpoint trained on the "
-        "'synthetic' image dataset (pass the same --data options it was trained with).",
-    )
+    a = command(ops, "associate", ASSOCIATE_TEXT, ASSOCIATE_EXAMPLES, run_associate)
     a.add_argument("model", type=Path, help="model.pt of 'synth train', or a spatialvit ViT checkpoint")
-    a.add_argument("--data", default=None, help=DATA_HELP + " (ViT checkpoints only)")
-    a.add_argument("--images", type=int, default=256, help="images averaged for a ViT's attention (default 256)")
+    a.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + " (ViT checkpoints only)")
+    a.add_argument("--images", type=positive_int, default=256, help="images averaged for a ViT's attention")
     a.add_argument("--per-head", action="store_true", help="also one row per attention head (ViT)")
     a.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
     a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), help="output folder")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
-    a.set_defaults(func=run_associate)
-
-    r = ops.add_parser(
-        "transfer",
-        help="transfer to a new feature on the same groups: accuracy vs n",
-        description="Pre-train on feature w*, then learn task 2 (same groups, orthogonal w') from n "
-        "samples with (a) frozen pre-trained attention, (b) re-initialised attention, (c) content "
-        "attention. Writes transfer_runs / transfer tables and transfer.png to --out.",
-    )
+    r = command(ops, "transfer", TRANSFER_TEXT, TRANSFER_EXAMPLES, run_transfer)
     _data_args(r)
     _fit_args(r)
-    r.add_argument("--ns", default="8,16,32,64,128,256", help="task-2 sample counts (comma list)")
-    r.add_argument("--arms", default=",".join(TRANSFER_ARMS), help="arms among frozen,reinit,content")
-    r.add_argument("--seeds", type=int, default=3, help="repetitions per (arm, n) (default 3)")
-    r.add_argument("--finetune-steps", type=int, default=300, help="GD steps on task 2 (default 300)")
-    r.set_defaults(func=run_transfer)
+    r.add_argument("--ns", default="8,16,32,64,128,256", metavar="N,N,...", help="task-2 sample counts")
+    r.add_argument(
+        "--arms", default=",".join(TRANSFER_ARMS), metavar="A,B,...", help="arms among frozen,reinit,content"
+    )
+    r.add_argument("--seeds", type=positive_int, default=3, help="repetitions per (arm, n)")
+    r.add_argument("--finetune-steps", type=positive_int, default=300, help="GD steps on task 2")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -121,41 +142,37 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         default="image",
         help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB), 10k samples, 600 steps; 'small': the "
-        "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps (default image)",
+        "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps",
     )
-    p.add_argument("--data", default=None, help=DATA_HELP + "; overrides the preset's")
-    p.add_argument("--n-train", type=int, default=None, help="training samples (preset: 10000 / 50000)")
-    p.add_argument("--n-test", type=int, default=2000, help="test samples (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder (default runs/synth)")
+    p.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + "; overrides the preset's")
+    p.add_argument("--n-train", type=positive_int, help="training samples (default: preset image 10000, small 50000)")
+    p.add_argument("--n-test", type=positive_int, default=2000, help="test samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples")
+    p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (preset image: 600, small: 300)")
-    p.add_argument("--lr", type=float, default=None, help="step size of the value vectors (preset: 0.1 / 0.1)")
-    p.add_argument("--attn-lr", type=float, default=None, help="step size of Q (preset: 1000 / 100; see docs)")
-    p.add_argument("--max-step", type=float, default=None, help="cap on each update's norm (preset: 0.3 / none)")
-    p.add_argument("--batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default poly5")
-    p.add_argument("--values", type=int, default=1, help="value vectors per output (default 1)")
-    p.add_argument("--value-init-std", type=float, default=None, help="init std of the values (preset: 0.05 / 0.01)")
-    p.add_argument("--no-reset-diagonal", action="store_true", help="let Q's diagonal train (default: reset)")
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate every k steps (default 10)")
+    small = PRESETS["small"]["fit"]
+    g = p.add_argument_group(
+        f"optimisation (defaults of --preset image; small: steps {small.steps}, attn-lr {small.attn_lr}, max-step none)"
+    )
+    add_arguments(g, FitSettings, skip=("train_attention",), defaults=PRESETS["image"]["fit"])
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default: poly5")
+    p.add_argument("--values", type=int, default=1, metavar="N", help="value vectors per output (default: 1)")
+    p.add_argument(
+        "--value-init-std",
+        type=float,
+        metavar="X",
+        help="init std of the values (default: preset image 0.05, small 0.01)",
+    )
 
 
 def _config(args: argparse.Namespace) -> tuple[SyntheticConfig, int, FitSettings]:
     preset = PRESETS[args.preset]
     cfg = SyntheticConfig.from_string(",".join(filter(None, [preset["data"], args.data])))
-    pick = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in ("lr", "attn_lr", "max_step")}
-    settings = FitSettings(
-        steps=args.steps or preset["steps"],
-        **pick,
-        batch_size=args.batch_size,
-        reset_diagonal=not args.no_reset_diagonal,
-        eval_every=args.eval_every,
-    )
+    settings = FitSettings.from_dict(given(args, FitSettings), preset["fit"])
     return cfg, args.n_train or preset["n_train"], settings
 
 
@@ -247,7 +264,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     claim_outputs(args.out, TRANSFER_FILES, overwrite=args.overwrite)
     ns = [int(n) for n in args.ns.split(",") if n.strip()]
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    finetune = FitSettings(**{**settings.__dict__, "steps": args.finetune_steps})
+    finetune = dataclasses.replace(settings, steps=args.finetune_steps)
     rows, pre = transfer_experiment(
         cfg,
         ns,

@@ -19,40 +19,42 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import DatasetInfo
+from ..config import Config, option
+from ..data import DatasetInfo, load_dataset
+from ..report.tables import save_table
 from ..runtime import describe_changes
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from .flow import EMA, T_SAMPLING, flow_matching_loss
-from .model import DiT
+from .model import DiT, create_dit
 
 KIND = "denoiser"
 
 
-@dataclass
-class DenoiserConfig:
+@dataclass(frozen=True)
+class DenoiserConfig(Config):
     """Optimisation settings of :func:`train_denoiser` (stored in the checkpoint).
 
     The defaults are the digits setting of the Generation section of ``docs/results.md`` (16x16, micro DiT,
     minutes on a CPU): short runs want a short EMA window (0.995 averages over ~200 steps).
     """
 
-    steps: int = 1200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup: int = 100
-    ema_decay: float = 0.995
-    label_dropout: float = 0.1
-    t_sampling: str = "logit_normal"
-    grad_clip: float = 1.0
-    checkpoint_every: int = 500
-    seed: int = 0
+    steps: int = option(1200, "training steps")
+    batch_size: int = option(32, "images per step")
+    lr: float = option(2e-3, "AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup: int = option(100, "linear warm-up steps")
+    ema_decay: float = option(0.995, "decay of the EMA weights used for sampling")
+    label_dropout: float = option(0.1, "share of labels replaced by 'no class' (for classifier-free guidance)")
+    t_sampling: str = option("logit_normal", f"distribution of the flow times: {', '.join(T_SAMPLING)}")
+    grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
+    checkpoint_every: int = option(500, "steps between checkpoints")
+    seed: int = option(0, "seed of initialisation, batches, times, noise and label dropout")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if not self.lr > 0 or self.lr == float("inf"):
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.t_sampling not in T_SAMPLING:
             raise ValueError(f"t_sampling must be one of {T_SAMPLING}, got {self.t_sampling!r}")
@@ -89,17 +91,10 @@ def train_denoiser(
     gen = torch.Generator().manual_seed(config.seed)
     step, losses = 0, []
     model_kwargs = dict(model.config)
-    source = Path(checkpoint) if resume in (True, "auto") else Path(resume) if resume else None
-    if source is not None and resume not in (True, "auto") and not source.is_file():
-        raise FileNotFoundError(f"checkpoint to resume {str(source)!r} does not exist")
-    if source is not None and source.is_file():
+    source = _resume_source(checkpoint, resume)
+    if source is not None:
         ckpt = load_denoiser_checkpoint(source)
-        changes = describe_changes(ckpt["model_kwargs"], model_kwargs)
-        changes = changes or describe_changes(DatasetInfo.from_dict(ckpt["data_info"]).to_dict(), info.to_dict())
-        # a resumed run may go on longer
-        changes = changes or describe_changes(ckpt["config"], asdict(config), ignore=("steps", "checkpoint_every"))
-        if changes:
-            raise ValueError(f"cannot resume {str(source)!r} with a different model, data or config ({changes})")
+        _check_resumable(ckpt, source, model_kwargs, info, config)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -144,6 +139,75 @@ def train_denoiser(
             save_checkpoint(checkpoint, state())
     bar.close()
     return state()
+
+
+def _resume_source(checkpoint: str | os.PathLike, resume: bool | str | os.PathLike) -> Path | None:
+    """The checkpoint a run continues from: ``checkpoint`` itself for ``True``/``'auto'`` (when it exists), the
+    path ``resume`` (which must exist), or ``None``."""
+    if resume in (True, "auto"):
+        return Path(checkpoint) if Path(checkpoint).is_file() else None
+    if not resume:
+        return None
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"checkpoint to resume {str(resume)!r} does not exist")
+    return Path(resume)
+
+
+def _check_resumable(
+    ckpt: dict[str, Any], source: Path, model_kwargs: dict[str, Any], info: DatasetInfo, config: DenoiserConfig
+) -> None:
+    """Refuse to resume with another model, data or config (a resumed run may go on longer: ``steps`` and
+    ``checkpoint_every`` may change), naming only the keys that differ."""
+    changes = describe_changes(ckpt["model_kwargs"], model_kwargs)
+    changes = changes or describe_changes(DatasetInfo.from_dict(ckpt["data_info"]).to_dict(), info.to_dict())
+    changes = changes or describe_changes(ckpt["config"], asdict(config), ignore=("steps", "checkpoint_every"))
+    if changes:
+        raise ValueError(f"cannot resume {str(source)!r} with a different model, data or config ({changes})")
+
+
+def train_on_dataset(
+    data: str,
+    out: str | os.PathLike,
+    config: DenoiserConfig,
+    *,
+    img_size: int = 16,
+    size: str = "micro",
+    patch_size: int = 2,
+    mixer: str = "softmax",
+    attn_kwargs: dict[str, Any] | None = None,
+    resume: bool | str | os.PathLike = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[DiT, dict[str, Any], list[dict[str, float]]]:
+    """Train a ``size`` DiT with the token mixer ``mixer`` on the training split of ``data`` (resized to
+    ``img_size``, square); writes ``out/denoiser.pt`` and ``out/losses.*`` (the loss averaged over 20 windows).
+    Returns the model, the final checkpoint dict and the loss rows."""
+    torch.manual_seed(config.seed)
+    dataset = load_dataset(data, "train", img_size=img_size)
+    info = dataset.info
+    if info.img_size[0] != info.img_size[1]:
+        raise ValueError(f"the denoiser needs square images, got {info.img_size}")
+    model = create_dit(
+        size,
+        img_size=info.img_size[0],
+        patch_size=patch_size,
+        in_chans=info.in_chans,
+        num_classes=info.num_classes,
+        attn_layer=mixer,
+        attn_kwargs=attn_kwargs or {},
+    ).to(device)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
+    ckpt = train_denoiser(model, images, labels, info, config, Path(out) / "denoiser.pt", resume, progress)
+    losses = ckpt["losses"]
+    window = max(1, len(losses) // 20)
+    rows = [
+        {"step": i + len(chunk), "loss": sum(chunk) / len(chunk)}
+        for i in range(0, len(losses), window)
+        for chunk in [losses[i : i + window]]
+    ]
+    save_table(rows, out, "losses")
+    return model, ckpt, rows
 
 
 def load_denoiser_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

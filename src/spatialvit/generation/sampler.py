@@ -4,15 +4,47 @@ and saving samples as an image grid."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import Config, option
 from ..report.figures import pyplot
 
 SAMPLERS = ("euler", "heun")
+
+
+@dataclass(frozen=True)
+class SamplingConfig(Config):
+    """How samples are drawn: per class, ODE steps and solver, guidance, EMA or raw weights."""
+
+    per_class: int = option(8, "samples per class")
+    sample_steps: int = option(10, "ODE steps")
+    sampler: str = option("heun", f"ODE solver: {', '.join(SAMPLERS)} (heun: 2 model calls a step)")
+    cfg_scale: float = option(2.0, "classifier-free guidance scale (1: none)")
+    raw_weights: bool = option(False, "sample with the raw weights instead of the EMA")
+
+    def validate(self) -> None:
+        if self.per_class < 1:
+            raise ValueError(f"per_class must be >= 1, got {self.per_class}")
+        if self.sample_steps < 1:
+            raise ValueError(f"sample_steps must be >= 1, got {self.sample_steps}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+
+
+def sample_classes(
+    model: nn.Module, config: SamplingConfig, seed: int = 0, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``config.per_class`` images of every class ``[N, C, H, W]`` in ``[0, 1]`` (on the CPU) and their labels,
+    drawn from ``seed``."""
+    labels = class_labels(model.num_classes, config.per_class)
+    gen = torch.Generator().manual_seed(seed)
+    x = sample(model, labels, config.sample_steps, config.sampler, config.cfg_scale, gen, progress=progress)
+    return x.add(1).div(2).cpu(), labels
 
 
 def guided_velocity(model: nn.Module, x: torch.Tensor, t: float, y: torch.Tensor, cfg_scale: float) -> torch.Tensor:

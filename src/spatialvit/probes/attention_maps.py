@@ -2,7 +2,7 @@
 
 Works on any model that exposes ``attention_maps(images) -> list of [B, heads, N, N]`` (every spatialvit ViT
 does) together with ``patch_size`` and ``num_prefix_tokens``. Models wrapped as ``nn.Sequential(Normalize, model)``
-are unwrapped with :func:`unwrap`, and the normalisation is applied first.
+are split with :func:`spatialvit.runtime.split_classifier`, and the normalisation is applied first.
 """
 
 from __future__ import annotations
@@ -10,17 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """Split ``nn.Sequential(preprocess..., model)`` into ``(preprocess, model)``; a bare model gets identity."""
-    if isinstance(model, nn.Sequential) and len(model) > 1:
-        return model[:-1], model[-1]
-    return nn.Identity(), model
+from ..runtime import split_classifier
 
 
 def has_attention_maps(model: nn.Module) -> bool:
     """True when the (unwrapped) model can return its attention maps."""
-    return callable(getattr(unwrap(model)[1], "attention_maps", None))
+    return callable(getattr(split_classifier(model)[1], "attention_maps", None))
 
 
 @torch.no_grad()
@@ -29,7 +24,7 @@ def grid_attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Te
 
     Prefix tokens (class token) are dropped and each query row renormalised over the grid keys.
     """
-    pre, vit = unwrap(model)
+    pre, vit = split_classifier(model)
     if not has_attention_maps(model):
         raise ValueError(f"{type(vit).__name__} does not expose attention_maps(images)")
     p = vit.num_prefix_tokens
@@ -56,7 +51,7 @@ def mean_attention_distance(model: nn.Module, images: torch.Tensor) -> torch.Ten
     tokens only (see :func:`grid_attention_maps`).
     """
     maps = grid_attention_maps(model, images)
-    vit = unwrap(model)[1]
+    vit = split_classifier(model)[1]
     grid = tuple(s // vit.patch_size for s in images.shape[-2:])
     dist = token_distances(grid, vit.patch_size).to(images.device)
     return torch.stack([(a * dist).sum(-1).mean(dim=(0, 2)) for a in maps]).cpu()

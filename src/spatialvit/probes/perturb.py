@@ -71,8 +71,10 @@ def _uniform(bits: torch.Tensor) -> torch.Tensor:
     return ((bits >> 8) + 1).to(torch.float32) * 2.0**-24
 
 
-def to_grid(grid: Grid) -> tuple[int, int]:
-    """``g`` or ``(rows, cols)`` -> ``(rows, cols)``, checked to be positive ints."""
+def to_grid(grid: Grid | str) -> tuple[int, int]:
+    """``g``, ``(rows, cols)`` or the text ``"RxC"`` -> ``(rows, cols)``, checked to be positive ints."""
+    if isinstance(grid, str) and "x" in grid.lower():
+        grid = tuple(int(v) if v.strip().isdigit() else v for v in grid.lower().split("x"))
     rows, cols = (grid, grid) if isinstance(grid, int) else tuple(grid)
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (rows, cols)):
         raise ValueError(f"grid must be a positive int or a (rows, cols) pair of positive ints, got {grid!r}")

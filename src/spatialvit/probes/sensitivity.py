@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import Config, option
 from ..data import Normalize
 from ..report.tables import save_table
+from ..runtime import split_classifier
 from .perturb import (
     FILLS,
     Grid,
@@ -106,6 +108,62 @@ def make_settings(
         + [Perturbation("mask", g, r, mask_fill) for g in mask_grids for r in ratios]
         + [Perturbation("rotate", to_grid(g)) for g in rotate_grids]
     )
+
+
+def parse_grids(text: str) -> list[Grid]:
+    """``"2,4,8"`` or ``"2x4,4x8"`` -> grids; ``""`` -> none."""
+    out: list[Grid] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(tuple(int(v) for v in part.lower().split("x")) if "x" in part.lower() else int(part))
+        except ValueError:
+            raise ValueError(f"bad grid {part!r}: use G or RxC, comma-separated (e.g. 2,4,2x4)") from None
+    return out
+
+
+@dataclass(frozen=True)
+class SweepConfig(Config):
+    """The settings of a sensitivity sweep (one definition for the library, the study and the command line).
+
+    ``batch_size`` and ``limit`` say how a workflow loads the test images; :func:`sensitivity_sweep` takes a loader.
+    """
+
+    shuffle_grids: list[Any] = option(
+        help="grids whose blocks are shuffled: G (G x G blocks) or RxC", factory=lambda: [2, 4, 8], parse=parse_grids,
+        metavar="GRIDS",
+    )  # fmt: skip
+    mask_grids: list[Any] | None = option(
+        None, "grids whose blocks are masked (none: the shuffle grids)", parse=parse_grids, metavar="GRIDS"
+    )
+    mask_ratios: list[float] = option(
+        help="fractions of the blocks to mask, each in [0, 1]", factory=lambda: [0.25, 0.5, 0.75], metavar="RATIOS"
+    )
+    mask_fill: str = option(
+        "zero", "zero: 0 after normalisation; mean: the data-set mean; noise: N(0, 1) after normalisation",
+        metavar="|".join(FILLS),
+    )  # fmt: skip
+    rotate_grids: list[Any] = option(
+        help="grids whose blocks each turn by a random multiple of 90 degrees", factory=list, parse=parse_grids,
+        metavar="GRIDS",
+    )  # fmt: skip
+    repeats: int = option(3, "random draws per setting (standard errors need at least 2)")
+    exclude_identity: bool = option(True, "a shuffle never leaves an image unchanged")
+    shared: bool = option(False, "one random draw for all images of a batch")
+    batch_size: int = option(256, "images per forward pass")
+    limit: int | None = option(None, "use only the first N test images (none: all)")
+
+    def validate(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be a positive int, got {self.repeats!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be a positive number of images (or none for all), got {self.limit}")
+        self.settings()
+
+    def settings(self) -> list[Perturbation]:
+        """Every perturbation setting of the sweep (checked)."""
+        return make_settings(self.shuffle_grids, self.mask_grids, self.mask_ratios, self.mask_fill, self.rotate_grids)
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -217,17 +275,10 @@ def save_comparison(results: Sequence[SensitivityResult], out_dir: str | Path) -
     return paths | {f"summary_{k}": v for k, v in save_table(summary, out_dir, "summary").items()}
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The classifier inside ``nn.Sequential(Normalize, model)`` (or the model itself)."""
-    while isinstance(model, nn.Sequential) and len(model) and isinstance(model[0], Normalize):
-        model = model[-1] if len(model) == 2 else model[1:]
-    return model
-
-
 def model_patch_size(model: nn.Module) -> tuple[int, int] | None:
     """The patch size of a ViT-like model (``model.patch_size`` or timm's ``model.patch_embed.patch_size``), else
     ``None`` (CNNs)."""
-    inner = unwrap(model)
+    inner = split_classifier(model)[1]
     p = getattr(inner, "patch_size", None)
     if p is None:
         p = getattr(getattr(inner, "patch_embed", None), "patch_size", None)
@@ -239,7 +290,7 @@ def model_patch_size(model: nn.Module) -> tuple[int, int] | None:
 def check_input(model: nn.Module, image_shape: Sequence[int]) -> None:
     """Raise a clear error when images ``[C, H, W]`` do not fit what ``model`` declares (``in_chans``, and
     ``img_size`` unless it has ``dynamic_img_size``)."""
-    inner = unwrap(model)
+    inner = split_classifier(model)[1]
     C, H, W = image_shape
     chans = getattr(inner, "in_chans", None)
     if chans is not None and chans != C:
@@ -307,27 +358,46 @@ def _batch_stats(clean_logp: torch.Tensor, logp: torch.Tensor, labels: torch.Ten
     return torch.stack([hit1, hit5, flips, kl]).double()
 
 
+@dataclass
+class _Sweep:
+    """What one sweep needs besides the data: the settings, the model's forward and the perturbation options."""
+
+    model: nn.Module
+    settings: list[Perturbation]
+    repeats: int
+    seed: int
+    norm: nn.Module
+    device: torch.device
+    amp: bool
+    amp_dtype: torch.dtype
+    options: dict[str, Any]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities ``[B, classes]`` of pixel images ``x``."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            logits = self.model(self.norm(x))
+        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"the model must map [B, C, H, W] images to logits [B, classes], got {tuple(logits.shape)}"
+            )
+        return F.log_softmax(logits.float(), dim=-1)
+
+
 @torch.inference_mode()
 def sensitivity_sweep(
     model: nn.Module,
     loader: Iterable,
     *,
     normalize: Normalize | tuple[Sequence[float], Sequence[float]] | None,
-    shuffle_grids: Iterable[Grid] = (2, 4, 8),
-    mask_grids: Iterable[Grid] | None = None,
-    mask_ratios: Iterable[float] = (0.25, 0.5, 0.75),
-    mask_fill: str = "zero",
-    rotate_grids: Iterable[Grid] = (),
-    repeats: int = 3,
+    config: SweepConfig | None = None,
     seed: int = 0,
-    exclude_identity: bool = True,
-    shared: bool = False,
     data_mean: Sequence[float] | None = None,
     patch_size: int | tuple[int, int] | None = None,
     name: str | None = None,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> SensitivityResult:
     """Evaluate ``model`` on clean and perturbed images from ``loader`` (one pass; see the module docstring).
 
@@ -338,10 +408,9 @@ def sensitivity_sweep(
         normalize: the model's input normalisation, applied *after* perturbing: a :class:`Normalize`, a
             ``(mean, std)`` pair, or ``None`` when the model takes ``[0, 1]`` pixels itself (then a leading
             ``Normalize`` of an ``nn.Sequential`` model supplies the statistics the mask fills use).
-        shuffle_grids, mask_grids, mask_ratios, mask_fill, rotate_grids: the settings (:func:`make_settings`).
-        repeats: random draws per setting (standard errors need at least 2).
+        config, settings: the sweep (:class:`SweepConfig`; keyword ``settings`` such as ``shuffle_grids=[2, 4]``
+            or ``repeats=2`` replace its keys).
         seed: base seed; every (setting, repeat, image) gets its own perturbation derived from it.
-        exclude_identity: shuffles never leave an image unchanged; shared: one draw per batch.
         data_mean: per-channel data-set mean for ``mask_fill="mean"`` (default: the data set's ``info.mean``, or
             measured over ``loader``).
         patch_size: the model's patch size for the ``aligned`` column (default: read from the model; CNNs "n/a").
@@ -349,96 +418,134 @@ def sensitivity_sweep(
         device: where to run (default: the model's device); amp: autocast on GPU (default: on for CUDA).
         progress: show a tqdm progress bar.
     """
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    settings = make_settings(shuffle_grids, mask_grids, mask_ratios, mask_fill, rotate_grids)
+    config = SweepConfig.from_dict(settings, config)
+    sweep = _setup_sweep(model, loader, normalize, config, seed, data_mean, device, amp)
+    was_training = model.training
+    model.eval()
+    try:
+        totals = _run_sweep(sweep, loader, name, progress)
+    finally:
+        model.train(was_training)
+    patch = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    return _sweep_result(sweep, totals, patch or model_patch_size(model), name)
+
+
+def _setup_sweep(
+    model: nn.Module,
+    loader: Iterable,
+    normalize: Normalize | tuple | None,
+    config: SweepConfig,
+    seed: int,
+    data_mean: Sequence[float] | None,
+    device: str | torch.device | None,
+    amp: bool | None,
+) -> _Sweep:
+    """The settings, normalisation, device and perturbation options of a sweep."""
+    settings = config.settings()
     norm, mean, std = _normalizer(normalize, model)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
     amp = device.type == "cuda" if amp is None else amp
     amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    patch = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
-    patch = patch or model_patch_size(model)
-    options = {"mean": mean.to(device), "std": std.to(device), "exclude_identity": exclude_identity, "shared": shared}
+    options = {"mean": mean.to(device), "std": std.to(device)}
+    options |= {"exclude_identity": config.exclude_identity, "shared": config.shared}
     if any(s.fill == "mean" for s in settings):
         options["data_mean"] = torch.as_tensor(data_mean if data_mean is not None else _data_mean(loader)).to(device)
-    was_training = model.training
-    model.eval()
-    norm = norm.to(device)
+    return _Sweep(model, settings, config.repeats, seed, norm.to(device), device, amp, amp_dtype, options)
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            logits = model(norm(x))
-        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"the model must map [B, C, H, W] images to logits [B, classes], got {tuple(logits.shape)}"
-            )
-        return F.log_softmax(logits.float(), dim=-1)
 
-    # stats[s, r] = (top-1 hits, top-5 hits, prediction flips, summed KL); clean[...] = (top-1, top-5 hits)
-    stats = torch.zeros(len(settings), repeats, 4, dtype=torch.float64, device=device)
-    clean = torch.zeros(2, dtype=torch.float64, device=device)
-    seen, labeled, image_size, classes = 0, True, None, 0
+@dataclass
+class _Totals:
+    """Sums over the images seen: ``stats[setting, repeat] = (top-1 hits, top-5 hits, flips, KL)``, ``clean`` hits."""
+
+    stats: torch.Tensor
+    clean: torch.Tensor
+    seen: int = 0
+    labeled: bool = True
+    image_size: tuple[int, int] | None = None
+    classes: int = 0
+
+
+def _run_sweep(sweep: _Sweep, loader: Iterable, name: str | None, progress: bool) -> _Totals:
+    """The batch loop: every batch clean once, then under every (setting, repeat)."""
+    totals = _Totals(
+        torch.zeros(len(sweep.settings), sweep.repeats, 4, dtype=torch.float64, device=sweep.device),
+        torch.zeros(2, dtype=torch.float64, device=sweep.device),
+    )
     try:
-        passes = len(loader) * (1 + len(settings) * repeats)  # type: ignore[arg-type]
+        passes = len(loader) * (1 + len(sweep.settings) * sweep.repeats)  # type: ignore[arg-type]
     except TypeError:
         passes = None
     bar = tqdm(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", disable=not progress)
     try:
         for batch in loader:
             x, y = _split_batch(batch)
-            if image_size is None:  # check everything before the first forward pass
-                check_input(model, x.shape[1:])
-                for s in settings:
+            if totals.image_size is None:  # check everything before the first forward pass
+                check_input(sweep.model, x.shape[1:])
+                for s in sweep.settings:
                     block_size(x.shape[-2:], s.grid)
-                image_size = tuple(x.shape[-2:])
-                labeled = y is not None
+                totals.image_size = tuple(x.shape[-2:])
+                totals.labeled = y is not None
             if not x.is_floating_point():
                 raise ValueError(f"images must be floats in [0, 1], got {x.dtype}")
-            x = x.to(device)
-            index = torch.arange(seen, seen + len(x), device=device)
-            clean_logp = predict(x)
-            bar.update()
-            classes = clean_logp.shape[1]
-            if labeled:
-                y = y.to(device)
-                if int(y.max()) >= classes or int(y.min()) < 0:
-                    raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
-            clean += _batch_stats(clean_logp, clean_logp, y)[:2]
-            for i, s in enumerate(settings):
-                for r in range(repeats):
-                    stats[i, r] += _batch_stats(clean_logp, predict(s.apply(x, s.seed(seed, r), index, **options)), y)
-                    bar.update()
-            seen += len(x)
+            _sweep_batch(sweep, totals, x.to(sweep.device), y, bar)
     finally:
         bar.close()
-        model.train(was_training)
-    if not seen:
+    if not totals.seen:
         raise ValueError("the loader yielded no images")
+    return totals
 
-    per = (stats / seen).tolist()
+
+def _sweep_batch(sweep: _Sweep, totals: _Totals, x: torch.Tensor, y: torch.Tensor | None, bar: Any) -> None:
+    """Add one batch's clean and perturbed statistics to ``totals``."""
+    index = torch.arange(totals.seen, totals.seen + len(x), device=sweep.device)
+    clean_logp = sweep.predict(x)
+    bar.update()
+    totals.classes = classes = clean_logp.shape[1]
+    if totals.labeled:
+        y = y.to(sweep.device)
+        if int(y.max()) >= classes or int(y.min()) < 0:
+            raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
+    totals.clean += _batch_stats(clean_logp, clean_logp, y)[:2]
+    for i, s in enumerate(sweep.settings):
+        for r in range(sweep.repeats):
+            perturbed = s.apply(x, s.seed(sweep.seed, r), index, **sweep.options)
+            totals.stats[i, r] += _batch_stats(clean_logp, sweep.predict(perturbed), y)
+            bar.update()
+    totals.seen += len(x)
+
+
+def _sweep_result(sweep: _Sweep, totals: _Totals, patch: tuple[int, int] | None, name: str | None) -> SensitivityResult:
+    """Per-image means of the totals as a :class:`SensitivityResult`."""
+    per = (totals.stats / totals.seen).tolist()
     nan = float("nan")
-    top5 = classes >= 10
+    top5 = totals.classes >= 10
+    labeled = totals.labeled
     results = [
         SettingResult(
             perturbation=s,
-            aligned=is_aligned(image_size, s.grid, patch),
+            aligned=is_aligned(totals.image_size, s.grid, patch),
             acc1=[v[0] if labeled else nan for v in per[i]],
             acc5=[v[1] if labeled else nan for v in per[i]] if top5 else None,
             flip=[v[2] for v in per[i]],
             kl=[v[3] for v in per[i]],
         )
-        for i, s in enumerate(settings)
+        for i, s in enumerate(sweep.settings)
     ]
-    clean_acc = (clean / seen).tolist() if labeled else [nan, nan]
+    clean_acc = (totals.clean / totals.seen).tolist() if labeled else [nan, nan]
     return SensitivityResult(
-        model=name or type(unwrap(model)).__name__,
-        num_images=seen,
-        image_size=image_size,
+        model=name or type(split_classifier(sweep.model)[1]).__name__,
+        num_images=totals.seen,
+        image_size=totals.image_size,
         patch_size=patch,
         clean_acc1=clean_acc[0],
         clean_acc5=clean_acc[1] if top5 else None,
         settings=results,
-        config={"seed": seed, "repeats": repeats, "exclude_identity": exclude_identity, "shared": shared},
+        config={
+            "seed": sweep.seed,
+            "repeats": sweep.repeats,
+            "exclude_identity": sweep.options["exclude_identity"],
+            "shared": sweep.options["shared"],
+        },
     )

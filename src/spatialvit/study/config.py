@@ -1,18 +1,18 @@
-"""The study configuration: a dataset, a list of models, one TrainConfig-shaped ``train`` mapping shared by all
-models, the sensitivity sweep and probe settings, a seed and an output folder. YAML via :meth:`from_yaml`."""
+"""The study configuration: a dataset, a list of models, one :class:`TrainConfig` shared by all models (with
+per-model ``model_kwargs``), the sensitivity sweep (:class:`SweepConfig`) and the probe settings, a seed and an
+output folder. YAML via ``StudyConfig.from_yaml``; defaults and help text live in the fields (:mod:`spatialvit.config`).
+"""
 
 from __future__ import annotations
 
-import os
-import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._names import unknown_name
+from ..config import Config, option
 from ..models import list_models
+from ..probes.sensitivity import SweepConfig
 from ..train.config import TrainConfig
 
 DEFAULT_MODELS = (
@@ -23,53 +23,65 @@ DEFAULT_MODELS = (
     "vit_rmt_micro_patch4",
     "vit_sdt_micro_patch4",
 )
-# The embedded default: measured to finish in under 10 minutes on a 2-core CPU (docs/results.md).
-DEFAULT_TRAIN = {"epochs": 12, "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1.0, "threads": 1, "device": "auto"}
 # Keys of ``train`` that the study sets itself, per model.
-STUDY_KEYS = ("model", "data", "img_size", "seed", "out", "resume", "stop_after", "progress")
+STUDY_KEYS = (
+    "model",
+    "data",
+    "img_size",
+    "model_kwargs",
+    "seed",
+    "out",
+    "resume",
+    "overwrite",
+    "stop_after",
+    "progress",
+)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
-class SensitivitySettings:
-    """The sweep run on every model (see ``spatialvit.probes.sensitivity_sweep``)."""
-
-    shuffle_grids: list[int] = field(default_factory=lambda: [2, 4, 8])
-    mask_grids: list[int] | None = None
-    mask_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])
-    mask_fill: str = "zero"
-    repeats: int = 2
-    max_images: int | None = None
-    batch_size: int = 128
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
+class ProbeConfig(Config):
     """Attention probes of the ViTs: images for attention distances, and the example maps' query patch."""
 
-    images: int = 64
-    example_images: int = 2
-    query: list[int] | None = None  # (row, col) of the query token on the grid; default: the centre
+    images: int = option(64, "test images averaged for attention distances and patch association")
+    example_images: int = option(2, "images shown in attention_maps.png")
+    query: list[int] | None = option(None, "(row, col) of the query token in attention_maps.png (none: the centre)")
+
+    def validate(self) -> None:
+        if self.images < 1 or self.example_images < 1:
+            raise ValueError("probes.images and probes.example_images must be >= 1")
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Config):
     """Everything that defines a study (see ``docs/study.md``)."""
 
-    data: str = "digits"
-    img_size: int | None = None
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TRAIN))
-    checkpoints: dict[str, str] = field(default_factory=dict)
-    sensitivity: SensitivitySettings = field(default_factory=SensitivitySettings)
-    probes: ProbeSettings = field(default_factory=ProbeSettings)
-    seed: int = 0
-    out: str = "study"
-    resume: bool = False  # reuse the finished (and continue the interrupted) runs of an earlier study in ``out``
-    overwrite: bool = False  # start again in an ``out`` that holds a study, deleting its files first
-    progress: bool = True
+    data: str = option("digits", "dataset NAME or NAME:PATH")
+    img_size: int | None = option(None, "resize the data to N x N (none: the data's own size)")
+    models: list[str] = option(
+        help="registered model names (`spatialvit models`)", factory=lambda: list(DEFAULT_MODELS), parse=_names
+    )
+    model_kwargs: dict[str, dict[str, Any]] = option(help="per model: extra keyword arguments", factory=dict)
+    # The embedded default: measured to finish in under 10 minutes on a 2-core CPU (docs/results.md).
+    train: TrainConfig = option(
+        help="training settings shared by every model (any TrainConfig key but the ones the study sets)",
+        factory=lambda: TrainConfig(epochs=12),
+    )
+    checkpoints: dict[str, str] = option(help="per model: a checkpoint to use instead of training", factory=dict)
+    sensitivity: SweepConfig = option(
+        help="the sensitivity sweep", factory=lambda: SweepConfig(mask_ratios=[0.25, 0.5], repeats=2, batch_size=128)
+    )
+    probes: ProbeConfig = option(help="the attention probes", factory=ProbeConfig)
+    seed: int = option(0, "seed of training, sweep and probes")
+    out: str = option("study", "output folder")
+    resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
+    overwrite: bool = option(False, "start again in an out that holds a study, deleting its files first")
+    progress: bool = option(True, "progress bars on a terminal")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one registered model")
         known = list_models()
@@ -79,74 +91,23 @@ class StudyConfig:
         for name in [*self.model_kwargs, *self.checkpoints]:
             if name not in self.models:
                 raise ValueError(f"{name!r} has model_kwargs or a checkpoint but is not in models ({self.models})")
-        fixed = [k for k in self.train if k in STUDY_KEYS]
+        defaults = TrainConfig()
+        fixed = [k for k in STUDY_KEYS if getattr(self.train, k) != getattr(defaults, k)]
         if fixed:
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
-        self.train_config(self.models[0])  # validates the train mapping
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
-        if self.sensitivity.repeats < 1 or self.probes.images < 1 or self.probes.example_images < 1:
-            raise ValueError("sensitivity.repeats, probes.images and probes.example_images must be >= 1")
 
     def train_config(self, model: str) -> TrainConfig:
         """The TrainConfig of one model: ``train`` plus the study's data, size, seed and run folder."""
-        return TrainConfig.from_dict(
-            {
-                **self.train,
-                "model": model,
-                "data": self.data,
-                "img_size": self.img_size,
-                "model_kwargs": self.model_kwargs.get(model, {}),
-                "seed": self.seed,
-                "out": str(Path(self.out) / "runs" / model),
-                "resume": "auto",
-                "progress": self.progress,
-            }
+        return replace(
+            self.train,
+            model=model,
+            data=self.data,
+            img_size=self.img_size,
+            model_kwargs=self.model_kwargs.get(model, {}),
+            seed=self.seed,
+            out=str(Path(self.out) / "runs" / model),
+            resume="auto",
+            progress=self.progress,
         )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], base: StudyConfig | None = None) -> StudyConfig:
-        """A config from ``values`` on top of ``base`` (default: the defaults); unknown keys raise ``KeyError``."""
-        if not isinstance(values, dict):
-            raise ValueError(f"a study config must be a mapping, got {type(values).__name__}")
-        base = base or cls()
-        changes = {}
-        for key, value in values.items():
-            valid = [f.name for f in fields(cls)]
-            if key not in valid:
-                raise unknown_name("study config key", str(key), valid, f"Valid keys: {', '.join(valid)}.")
-            if key in ("sensitivity", "probes"):
-                value = _sub(getattr(base, key), value, key)
-            changes[key] = value
-        return replace(base, **changes)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, base: StudyConfig | None = None) -> StudyConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"study config {str(path)!r} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"study config {str(path)!r} is not valid YAML: {err}") from err
-        try:
-            return cls.from_dict(values, base)
-        except (KeyError, ValueError) as err:
-            raise type(err)(f"in {str(path)!r}: {err}") from err
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _sub(base: Any, values: Any, key: str) -> Any:
-    """Update the nested settings dataclass ``base`` with a mapping, checking key names and numeric types."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{key} must be a mapping, got {type(values).__name__}")
-    valid = [f.name for f in fields(base)]
-    hints = typing.get_type_hints(type(base))
-    for name, value in values.items():
-        if name not in valid:
-            raise unknown_name(f"{key} key", str(name), valid, f"Valid keys: {', '.join(valid)}.")
-        if hints[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{key}.{name} must be an int, got {value!r}")
-    return replace(base, **values)

@@ -9,8 +9,7 @@ Progress goes to the ``spatialvit.study`` logger (one line per stage) and tqdm b
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..bench import time_call
-from ..data import Normalize, load_dataset
+from ..data import load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
 from ..probes import save_comparison, sensitivity_sweep
 from ..probes.association import association_report, vit_attention_matrix
-from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance, unwrap
+from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
 from ..probes.sensitivity import SensitivityResult
 from ..report.document import Report
 from ..report.sensitivity_plots import plot_sensitivity
 from ..report.tables import save_table
-from ..runtime import claim_outputs
+from ..runtime import claim_outputs, is_main_process, resolve_device, split_classifier, with_normalize
 from ..train.checkpoint import model_from_checkpoint
 from ..train.loop import fit
 from .config import StudyConfig
@@ -84,10 +83,6 @@ class StudyResult:
     files: dict[str, Path]
 
 
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
 def _checkpoint(config: StudyConfig, name: str) -> tuple[Path, str]:
     """``(checkpoint path, source)``: the given checkpoint, or the last one of training ``name`` (which reuses a
     finished or interrupted run in ``out/runs/<name>``)."""
@@ -105,7 +100,7 @@ def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
     """``(classifier on [0, 1] pixels, training history)``. Trained models are loaded from their checkpoint too,
     so a fresh run and a reused one give the same numbers."""
     model, info, ckpt = model_from_checkpoint(path)
-    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), list(ckpt.get("metrics", []))
+    return with_normalize(model, info.mean, info.std).eval(), list(ckpt.get("metrics", []))
 
 
 def _attention_rows(name: str, dist: torch.Tensor) -> list[dict[str, Any]]:
@@ -138,7 +133,7 @@ def association_rows(clf: nn.Module, images: torch.Tensor, data: str, name: str)
     """Patch association (``spatialvit.probes.association``) of every positional block of the ViT in ``clf``:
     its grid attention averaged over heads and ``images`` (pixel space), against :func:`reference_partition`.
     One row per positional block; none for other models."""
-    pre, vit = unwrap(clf)
+    pre, vit = split_classifier(clf)
     mixers = getattr(vit, "attn_layers", [])
     blocks = [i for i, m in enumerate(mixers) if m in POSITIONAL_MIXERS]
     if not blocks:
@@ -154,102 +149,133 @@ def association_rows(clf: nn.Module, images: torch.Tensor, data: str, name: str)
     return rows
 
 
+@dataclass
+class _Probe:
+    """The data every model is analysed on: the sweep's loader, the probe images and the device."""
+
+    loader: DataLoader
+    images: torch.Tensor
+    device: torch.device
+
+
+@dataclass
+class _Analysis:
+    """The tables the study collects over its models."""
+
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    sweeps: list[SensitivityResult] = field(default_factory=list)
+    distances: list[dict[str, Any]] = field(default_factory=list)
+    associations: list[dict[str, Any]] = field(default_factory=list)
+    examples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    query: tuple[int, int] | None = None
+
+
 def run_study(config: StudyConfig) -> StudyResult | None:
     """Run the study described by ``config``: first obtain every model (training them in turn; under ``torchrun``
     all ranks train together), then analyse them on the main process. Returns ``None`` on non-zero ranks."""
     out = Path(config.out)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = is_main_process()
     if main and not config.resume:
         claim_outputs(out, STUDY_FILES, overwrite=config.overwrite, resume_flag="--resume")
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "study_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    test_set = load_dataset(config.data, "test", config.img_size)
-    s = config.sensitivity
-    if s.max_images is not None:
-        test_set = Subset(test_set, range(min(s.max_images, len(test_set))))
-    loader = DataLoader(test_set, s.batch_size, shuffle=False)
-    n_probe = min(config.probes.images, len(test_set))
-    probe = torch.stack([test_set[i][0] for i in range(n_probe)])
-    device = _device(config.train.get("device", "auto"))
-
-    comparison, sweeps, distances, associations = [], [], [], []
-    examples: dict[str, list[torch.Tensor]] = {}
-    query: tuple[int, int] | None = tuple(config.probes.query) if config.probes.query else None
+    probe = _probe_data(config)
     checkpoints = {}
     for i, name in enumerate(config.models, 1):
         log.info("== model %d/%d: %s", i, len(config.models), name)
         checkpoints[name] = _checkpoint(config, name)
     if not main:
         return None
+    analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
     for name, (path, source) in checkpoints.items():
         log.info("== analysing %s (%s)", name, path)
-        clf, history = _load(path)
-        clf = clf.to(device)
-        log.info("[%s] sensitivity sweep", name)
-        res = sensitivity_sweep(
-            clf,
-            loader,
-            normalize=None,
-            shuffle_grids=s.shuffle_grids,
-            mask_grids=s.mask_grids,
-            mask_ratios=s.mask_ratios,
-            mask_fill=s.mask_fill,
-            repeats=s.repeats,
-            seed=config.seed,
-            name=name,
-            device=device,
-            progress=config.progress,
-        )
-        sweeps.append(res)
-        summary = res.summary()
-        row: dict[str, Any] = {"model": name, "source": source, "params": sum(p.numel() for p in clf.parameters())}
-        row |= {"epochs": len(history) or None, "clean_acc1": res.clean_acc1}
-        row |= {k: summary.get(k) for k in ("ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask")}
-        row["attn_dist_px"] = None
-        x = probe.to(device)
-        if has_attention_maps(clf):
-            log.info("[%s] attention distance and maps", name)
-            dist = mean_attention_distance(clf, x)
-            distances += _attention_rows(name, dist)
-            row["attn_dist_px"] = float(dist.mean())
-            grid = tuple(v // clf[-1].patch_size for v in x.shape[-2:])
-            query = query or (grid[0] // 2, grid[1] // 2)
-            examples[name] = _query_maps(clf, x[: config.probes.example_images], query)
-        row["assoc_mass"] = row["assoc_auc"] = None
-        if assoc := association_rows(clf, x, config.data, name):
-            log.info("[%s] patch association of %d positional layers", name, len(assoc))
-            associations += assoc
-            row["assoc_mass"] = sum(r["mass"] for r in assoc) / len(assoc)
-            row["assoc_auc"] = sum(r["auc"] for r in assoc) / len(assoc)
-        row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
-        row["train_img_s"] = sum(h["img_per_s"] for h in history) / len(history) if history else None
-        with torch.no_grad():
-            row["infer_img_s"] = len(x) / time_call(lambda clf=clf, x=x: clf(x), device, repeats=3)
-        comparison.append(row)
-        log.info(
-            "[%s] clean top-1 %.3f, shuffle SSI %s, mask SSI %s",
-            name,
-            res.clean_acc1,
-            _fmt(row["ssi_shuffle"]),
-            _fmt(row["ssi_mask"]),
-        )
-
+        _analyse(config, analysis, probe, name, path, source)
     log.info("== writing tables, plots and the report to %s", out)
-    files = {f"comparison_{k}": v for k, v in save_table(comparison, out, "comparison").items()}
-    files |= save_comparison(sweeps, out)
-    sweep_rows = [r for res in sweeps for r in res.rows()]
+    files = _write_tables_and_plots(config, analysis, probe)
+    files |= _report(config, analysis.comparison, analysis.distances, analysis.associations, files).save(out)
+    return StudyResult(out, analysis.comparison, analysis.sweeps, analysis.distances, analysis.associations, files)
+
+
+def _probe_data(config: StudyConfig) -> _Probe:
+    """The test split (first ``sensitivity.limit`` images) as a loader, and the first ``probes.images`` of it."""
+    test_set = load_dataset(config.data, "test", config.img_size)
+    s = config.sensitivity
+    if s.limit is not None:
+        test_set = Subset(test_set, range(min(s.limit, len(test_set))))
+    n_probe = min(config.probes.images, len(test_set))
+    images = torch.stack([test_set[i][0] for i in range(n_probe)])
+    loader = DataLoader(test_set, s.batch_size, shuffle=False)
+    return _Probe(loader, images, resolve_device(config.train.device))
+
+
+def _analyse(config: StudyConfig, analysis: _Analysis, probe: _Probe, name: str, path: Path, source: str) -> None:
+    """Sweep, attention distance and maps, and patch association of one model; adds its rows to ``analysis``."""
+    clf, history = _load(path)
+    clf = clf.to(probe.device)
+    log.info("[%s] sensitivity sweep", name)
+    res = sensitivity_sweep(
+        clf,
+        probe.loader,
+        normalize=None,
+        config=config.sensitivity,
+        seed=config.seed,
+        name=name,
+        device=probe.device,
+        progress=config.progress,
+    )
+    analysis.sweeps.append(res)
+    summary = res.summary()
+    row: dict[str, Any] = {"model": name, "source": source, "params": sum(p.numel() for p in clf.parameters())}
+    row |= {"epochs": len(history) or None, "clean_acc1": res.clean_acc1}
+    row |= {k: summary.get(k) for k in ("ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask")}
+    row["attn_dist_px"] = None
+    x = probe.images.to(probe.device)
+    if has_attention_maps(clf):
+        log.info("[%s] attention distance and maps", name)
+        dist = mean_attention_distance(clf, x)
+        analysis.distances += _attention_rows(name, dist)
+        row["attn_dist_px"] = float(dist.mean())
+        grid = tuple(v // clf[-1].patch_size for v in x.shape[-2:])
+        analysis.query = analysis.query or (grid[0] // 2, grid[1] // 2)
+        analysis.examples[name] = _query_maps(clf, x[: config.probes.example_images], analysis.query)
+    row["assoc_mass"] = row["assoc_auc"] = None
+    if assoc := association_rows(clf, x, config.data, name):
+        log.info("[%s] patch association of %d positional layers", name, len(assoc))
+        analysis.associations += assoc
+        row["assoc_mass"] = sum(r["mass"] for r in assoc) / len(assoc)
+        row["assoc_auc"] = sum(r["auc"] for r in assoc) / len(assoc)
+    row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
+    row["train_img_s"] = sum(h["img_per_s"] for h in history) / len(history) if history else None
+    with torch.no_grad():
+        row["infer_img_s"] = len(x) / time_call(lambda clf=clf, x=x: clf(x), probe.device, repeats=3)
+    analysis.comparison.append(row)
+    log.info(
+        "[%s] clean top-1 %.3f, shuffle SSI %s, mask SSI %s",
+        name,
+        res.clean_acc1,
+        _fmt(row["ssi_shuffle"]),
+        _fmt(row["ssi_mask"]),
+    )
+
+
+def _write_tables_and_plots(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> dict[str, Path]:
+    """comparison.*, sweep.*/summary.*, attention_distance.*, association.* and the PNGs; returns the paths."""
+    out = Path(config.out)
+    files = {f"comparison_{k}": v for k, v in save_table(analysis.comparison, out, "comparison").items()}
+    files |= save_comparison(analysis.sweeps, out)
+    sweep_rows = [r for res in analysis.sweeps for r in res.rows()]
     files["sensitivity_png"] = plot_sensitivity(sweep_rows, out / "sensitivity.png")
-    if distances:
-        files |= {f"attention_distance_{k}": v for k, v in save_table(distances, out, "attention_distance").items()}
-        files["attention_distance_png"] = plot_attention_distance(distances, out / "attention_distance.png")
+    if analysis.distances:
+        tables = save_table(analysis.distances, out, "attention_distance")
+        files |= {f"attention_distance_{k}": v for k, v in tables.items()}
+        files["attention_distance_png"] = plot_attention_distance(analysis.distances, out / "attention_distance.png")
         files["attention_maps_png"] = plot_attention_maps(
-            probe[: config.probes.example_images], examples, query, out / "attention_maps.png"
+            probe.images[: config.probes.example_images], analysis.examples, analysis.query, out / "attention_maps.png"
         )
-    if associations:
-        files |= {f"association_{k}": v for k, v in save_table(associations, out, "association").items()}
-    files |= _report(config, comparison, distances, associations, files).save(out)
-    return StudyResult(out, comparison, sweeps, distances, associations, files)
+    if analysis.associations:
+        files |= {f"association_{k}": v for k, v in save_table(analysis.associations, out, "association").items()}
+    return files
 
 
 def _fmt(v: float | None) -> str:
@@ -264,7 +290,7 @@ def _report(
     files: dict[str, Path],
 ) -> Report:
     s = config.sensitivity
-    epochs = config.train.get("epochs")
+    epochs = config.train.epochs
     rep = Report(f"spatialvit study: {config.data}")
     rep.paragraph(
         f"Data `{config.data}` (img_size {config.img_size or 'native'}), seed {config.seed}, models trained for "

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..config import Config, option
 from ..data.synthetic import SyntheticConfig, SyntheticSamples, make_features, make_partition, sample_synthetic
 from ..probes.association import association_report, vit_attention_matrix
 from .model import SimplifiedViT
@@ -18,22 +19,22 @@ TEST_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
-class FitSettings:
+class FitSettings(Config):
     """Plain (S)GD on the logistic loss: ``batch_size=None`` is full-batch gradient descent; ``attn_lr`` (default
     ``lr``) is the step size of the attention parameters, whose gradients through the softmax are much smaller;
     ``max_step`` caps the norm of each parameter group's update ``lr * grad`` (clipped GD: with the z^5 activation
     the gradient of Q grows by orders of magnitude once attention starts to concentrate)."""
 
-    steps: int = 300
-    lr: float = 0.1
-    attn_lr: float | None = None
-    batch_size: int | None = None
-    max_step: float | None = None
-    reset_diagonal: bool = True
-    train_attention: bool = True
-    eval_every: int = 10
+    steps: int = option(300, "gradient steps")
+    lr: float = option(0.1, "step size of the value vectors")
+    attn_lr: float | None = option(None, "step size of Q (none: lr; see docs/synthetic.md)")
+    batch_size: int | None = option(None, "minibatch SGD with this batch (none: full-batch gradient descent)")
+    max_step: float | None = option(None, "cap on the norm of each update (none: no cap)")
+    reset_diagonal: bool = option(True, "keep Q's diagonal at zero")
+    train_attention: bool = option(True, "train Q (off: attention stays at its initialisation)")
+    eval_every: int = option(10, "evaluate every N steps")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

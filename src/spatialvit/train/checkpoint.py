@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DatasetInfo, Normalize
+from ..data import DatasetInfo
 from ..models import create_model
+from ..runtime import with_normalize
 
 FORMAT = "spatialvit-checkpoint-v1"
 
@@ -80,4 +81,4 @@ def classifier_from_checkpoint(
 ) -> tuple[nn.Module, DatasetInfo]:
     """The checkpoint's model behind its input normalisation: maps ``[0, 1]`` images to logits."""
     model, info, _ = model_from_checkpoint(path, map_location)
-    return nn.Sequential(Normalize(info.mean, info.std), model).eval(), info
+    return with_normalize(model, info.mean, info.std).eval(), info

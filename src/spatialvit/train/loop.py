@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 from tqdm.auto import tqdm
 
-from ..data import DatasetInfo, Normalize, load_dataset
+from ..data import DatasetInfo, load_dataset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
 from ..report.tables import save_table
-from ..runtime import claim_outputs, describe_changes
+from ..runtime import claim_outputs, describe_changes, resolve_device, with_normalize
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
@@ -83,6 +83,40 @@ class FitResult:
     def best(self) -> dict[str, Any]:
         return max(self.history, key=lambda row: row["test_top1"])
 
+    def summary(self) -> list[dict[str, Any]]:
+        """Two rows, the final and the best epoch: test top-1, top-5 and loss (the run's ``summary.*``)."""
+        keys = ("test_top1", "test_top5", "test_loss")
+        final, best = self.final, self.best
+        return [
+            {"": f"final (epoch {final['epoch']})", **{k: final[k] for k in keys}},
+            {"": f"best (epoch {best['epoch']})", **{k: best[k] for k in keys}},
+        ]
+
+
+@dataclass
+class _Session:
+    """Everything one ``fit`` call works with, built by :func:`_setup`."""
+
+    config: TrainConfig
+    ctx: DistContext
+    device: torch.device
+    run_dir: Path
+    info: DatasetInfo
+    model: nn.Module
+    model_kwargs: dict[str, Any]
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    augment: Callable
+    train_loader: DataLoader
+    test_loader: DataLoader
+    loader_gen: torch.Generator
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def amp(self) -> bool:
+        return self.config.amp and self.device.type == "cuda"
+
 
 def fit(config: TrainConfig) -> FitResult:
     """Train ``config.model`` on ``config.data``; resumes when ``config.resume`` is set. Returns a :class:`FitResult`.
@@ -90,7 +124,31 @@ def fit(config: TrainConfig) -> FitResult:
     Raises ``ValueError``/``KeyError`` for bad configs, ``FileNotFoundError`` for missing data or checkpoints and
     :class:`NonFiniteLossError` when the loss diverges.
     """
-    device = _resolve_device(config.device)
+    run, resume_from = _setup(config)
+    if resume_from is not None:
+        _resume(run, resume_from)
+    writer = _prepare_run_dir(run)
+    last, best = run.run_dir / "last.pt", run.run_dir / "best.pt"
+    best_top1 = max((row["test_top1"] for row in run.history), default=-1.0)
+    for epoch in range(len(run.history), run.config.stop_after or run.config.epochs):
+        row = _epoch(run, epoch, last)
+        run.history.append(row)
+        if run.ctx.is_main:
+            log.info(_epoch_line(row, run.config.epochs))
+            best_top1 = _save_epoch(run, row, best_top1, writer)
+        run.ctx.barrier()
+    result = FitResult(run.model, run.run_dir, run.history, last, best)
+    if run.ctx.is_main:
+        if writer is not None:
+            writer.close()
+        save_table(result.summary(), run.run_dir, "summary", digits=2)
+    return result
+
+
+def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
+    """Device and process group, run folder, data, model, optimiser, schedule, augmentation and loaders; and the
+    checkpoint to resume from (``None``: a new run)."""
+    device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     ctx = init_distributed(device)
@@ -106,7 +164,7 @@ def fit(config: TrainConfig) -> FitResult:
     info: DatasetInfo = train_set.info
     torch.manual_seed(config.seed)
     model, model_kwargs = build_model(config, info)
-    net: nn.Module = nn.Sequential(Normalize(info.mean, info.std), model).to(device)
+    net: nn.Module = with_normalize(model, info.mean, info.std).to(device)
     if ctx.distributed:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(net) if config.compile else net
@@ -124,99 +182,105 @@ def fit(config: TrainConfig) -> FitResult:
         cutmix_alpha=config.cutmix_alpha,
         mix_prob=config.mix_prob,
     )
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, map_location=device)
-        _check_resumable(ckpt, config, resume_from)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history = int(ckpt["epoch"]), list(ckpt["metrics"])
-        if ctx.is_main:
-            log.info("resumed %s at epoch %d/%d", resume_from, start_epoch, config.epochs)
-
     loader_gen = torch.Generator()
     train_loader, test_loader = _loaders(train_set, test_set, config, ctx, device, loader_gen)
+    run = _Session(
+        config, ctx, device, run_dir, info, model, model_kwargs, forward, optimizer, scheduler, augment,
+        train_loader, test_loader, loader_gen,
+    )  # fmt: skip
+    return run, resume_from
 
-    last, best = run_dir / "last.pt", run_dir / "best.pt"
-    writer = None
-    if ctx.is_main:
-        if config.overwrite:  # a one-off action, not a property of the run: not recorded
-            claim_outputs(run_dir, RUN_FILES, overwrite=True)
-            config = replace(config, overwrite=False)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run_dir / "config.yaml")
-        writer = _tensorboard(run_dir)
-    amp = config.amp and device.type == "cuda"
-    best_top1 = max((row["test_top1"] for row in history), default=-1.0)
-    end_epoch = config.stop_after or config.epochs
-    for epoch in range(start_epoch, end_epoch):
-        loader_gen.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=0))
-        aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=1))
-        torch.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=2))
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            leave=False,
-            disable=not (config.progress and ctx.is_main),
+
+def _resume(run: _Session, path: Path) -> None:
+    """Load the weights, optimiser, schedule and history of the checkpoint at ``path`` into ``run``."""
+    ckpt = load_checkpoint(path, map_location=run.device)
+    _check_resumable(ckpt, run.config, path)
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.history = list(ckpt["metrics"])
+    if run.ctx.is_main:
+        log.info("resumed %s at epoch %d/%d", path, int(ckpt["epoch"]), run.config.epochs)
+
+
+def _prepare_run_dir(run: _Session) -> Any:
+    """On the main process: clear an earlier run for ``overwrite``, write ``config.yaml``; returns the TensorBoard
+    writer (``None`` without tensorboard, and on other ranks)."""
+    if not run.ctx.is_main:
+        return None
+    if run.config.overwrite:  # a one-off action, not a property of the run: not recorded
+        claim_outputs(run.run_dir, RUN_FILES, overwrite=True)
+        run.config = replace(run.config, overwrite=False)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run.config.to_yaml(run.run_dir / "config.yaml")
+    return _tensorboard(run.run_dir)
+
+
+def _epoch(run: _Session, epoch: int, last: Path) -> dict[str, Any]:
+    """Train one epoch (streams seeded by ``(seed, epoch, rank)``) and evaluate; returns the epoch's metrics row."""
+    config, ctx = run.config, run.ctx
+    run.loader_gen.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=0))
+    aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=1))
+    torch.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=2))
+    if isinstance(run.train_loader.sampler, DistributedSampler):
+        run.train_loader.sampler.set_epoch(epoch)
+    t0 = time.perf_counter()
+    bar = tqdm(
+        run.train_loader,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=not (config.progress and ctx.is_main),
+    )
+    try:
+        train = _train_epoch(run, bar, aug_gen, epoch)
+    except NonFiniteLossError as err:
+        kept = (
+            f"the last good checkpoint {str(last)!r} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
         )
-        try:
-            train = _train_epoch(forward, bar, augment, aug_gen, optimizer, scheduler, config, device, amp, ctx, epoch)
-        except NonFiniteLossError as err:
-            kept = (
-                f"the last good checkpoint {str(last)!r} (epoch {epoch}) is kept"
-                if epoch
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(f"{err}; stopped without saving, {kept}. Try a lower lr or clip_grad") from None
-        train_time = time.perf_counter() - t0
-        test = evaluate(forward, test_loader, device, amp=amp, ctx=ctx)
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": train["loss"],
-            "train_acc": train["acc"],
-            "test_loss": test["loss"],
-            "test_top1": test["top1"],
-            "test_top5": test["top5"],
-            "epoch_time_s": time.perf_counter() - t0,
-            "img_per_s": train["n"] / train_time,
-        }
-        history.append(row)
-        if ctx.is_main:
-            log.info(_epoch_line(row, config.epochs))
-            state = {
-                "model_name": config.model,
-                "model_kwargs": model_kwargs,
-                "model": model.state_dict(),
-                "data_info": info.to_dict(),
-                "epoch": epoch + 1,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "config": config.to_dict(),
-                "metrics": history,
-            }
-            save_checkpoint(last, state)
-            if row["test_top1"] > best_top1:
-                best_top1 = row["test_top1"]
-                save_checkpoint(best, state)
-            if config.save_every and (epoch + 1) % config.save_every == 0:
-                save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", state)
-            save_table(history, run_dir, "metrics")
-            if writer is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch + 1)
-                writer.flush()
-        ctx.barrier()
+        raise NonFiniteLossError(f"{err}; stopped without saving, {kept}. Try a lower lr or clip_grad") from None
+    train_time = time.perf_counter() - t0
+    test = evaluate(run.forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
+    return {
+        "epoch": epoch + 1,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": train["loss"],
+        "train_acc": train["acc"],
+        "test_loss": test["loss"],
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "epoch_time_s": time.perf_counter() - t0,
+        "img_per_s": train["n"] / train_time,
+    }
+
+
+def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: Any) -> float:
+    """Checkpoints (``last.pt``; ``best.pt`` at a new best top-1; ``epoch_N.pt`` every ``save_every``), the metrics
+    tables and TensorBoard scalars of the epoch just finished; returns the best top-1 so far."""
+    epoch = row["epoch"]
+    state = {
+        "model_name": run.config.model,
+        "model_kwargs": run.model_kwargs,
+        "model": run.model.state_dict(),
+        "data_info": run.info.to_dict(),
+        "epoch": epoch,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "config": run.config.to_dict(),
+        "metrics": run.history,
+    }
+    save_checkpoint(run.run_dir / "last.pt", state)
+    if row["test_top1"] > best_top1:
+        best_top1 = row["test_top1"]
+        save_checkpoint(run.run_dir / "best.pt", state)
+    if run.config.save_every and epoch % run.config.save_every == 0:
+        save_checkpoint(run.run_dir / f"epoch_{epoch}.pt", state)
+    save_table(run.history, run.run_dir, "metrics")
     if writer is not None:
-        writer.close()
-    return FitResult(model, run_dir, history, last, best)
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, epoch)
+        writer.flush()
+    return best_top1
 
 
 def evaluate(
@@ -269,7 +333,7 @@ def evaluate_checkpoint(
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
     Returns ``{"checkpoint", "data", "split", "loss", "top1", "top5", "n"}``.
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     model, info, ckpt = model_from_checkpoint(path, map_location=dev)
     data = data or ckpt.get("config", {}).get("data") or info.name
     dataset = load_dataset(data, split, info.img_size[0] if info.img_size[0] == info.img_size[1] else None)
@@ -280,7 +344,7 @@ def evaluate_checkpoint(
             f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {got.num_classes} classes of "
             f"{got.in_chans}-channel {got.img_size[0]}x{got.img_size[1]} images"
         )
-    net = nn.Sequential(Normalize(info.mean, info.std), model).to(dev)
+    net = with_normalize(model, info.mean, info.std).to(dev)
     loader = DataLoader(dataset, batch_size, pin_memory=dev.type == "cuda")
     scores = evaluate(net, loader, dev, progress=progress)
     return {"checkpoint": str(path), "data": data, "split": split, **scores}
@@ -360,27 +424,16 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def _train_epoch(
-    net: nn.Module,
-    batches: Iterable,
-    augment: Callable,
-    aug_gen: torch.Generator,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    config: TrainConfig,
-    device: torch.device,
-    amp: bool,
-    ctx: DistContext,
-    epoch: int,
-) -> dict[str, float]:
+def _train_epoch(run: _Session, batches: Iterable, aug_gen: torch.Generator, epoch: int) -> dict[str, float]:
     """One pass over the training data; returns ``{"loss", "acc" (%), "n"}`` summed over ranks."""
+    net, optimizer, config, device, ctx = run.forward, run.optimizer, run.config, run.device, run.ctx
     net.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     loss_sum = correct = n = 0.0
     for step, (images, labels) in enumerate(batches):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        images, targets = augment(images, labels, aug_gen)  # random draws on the CPU generator, work on device
-        with _autocast(device, amp):
+        images, targets = run.augment(images, labels, aug_gen)  # random draws on the CPU generator, work on device
+        with _autocast(device, run.amp):
             logits = net(images)
         loss = soft_cross_entropy(logits.float(), targets, config.label_smoothing)
         (value,) = ctx.all_reduce_sum([loss.item()], device)
@@ -394,7 +447,7 @@ def _train_epoch(
         if config.clip_grad is not None:
             nn.utils.clip_grad_norm_(params, config.clip_grad)
         optimizer.step()
-        scheduler.step()
+        run.scheduler.step()
         loss_sum += loss.item() * len(labels)
         correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
         n += len(labels)
@@ -457,13 +510,20 @@ def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
     return None
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
+def saved_config(resume: str | None, out: str | None) -> TrainConfig | None:
+    """The config stored in the checkpoint a run would resume from (``resume`` a path, or ``'auto'`` with ``out``),
+    with its runtime keys back at their defaults; ``None`` when there is none. Resuming without a YAML file starts
+    from it, so only what changes needs a flag."""
+    if resume is None or (resume == "auto" and out is None):
+        return None
+    path = Path(out) / "last.pt" if resume == "auto" else Path(resume)
+    if not path.is_file():
+        return None
+    saved = load_checkpoint(path).get("config")
+    if saved is None:
+        return None
+    defaults = TrainConfig().to_dict()
+    return TrainConfig.from_dict({k: defaults[k] if k in RUNTIME_KEYS - {"out"} else v for k, v in saved.items()})
 
 
 def _autocast(device: torch.device, amp: bool):

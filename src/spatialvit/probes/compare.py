@@ -1,0 +1,177 @@
+"""The sensitivity benchmark of several classifiers, end to end: load checkpoints (or timm models), load the data
+they were trained on, sweep each one, write the tables and figures (what ``spatialvit sensitivity`` runs).
+
+Without ``data`` the data set comes from the first checkpoint's own training config (with its image size and
+normalisation); a data set the user names must fit every model, or the error says what the model expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..config import Config, option
+from ..data import DatasetInfo, load_dataset
+from ..runtime import claim_outputs, resolve_device
+from .sensitivity import SensitivityResult, SettingResult, SweepConfig, check_input, save_comparison, sensitivity_sweep
+
+# What a sensitivity run writes into its folder.
+SWEEP_FILES = ("sweep.*", "summary.*", "sensitivity.png", "shuffle.png", "mask.png", "examples.png")
+
+
+@dataclass(frozen=True)
+class SensitivityRunConfig(Config):
+    """A sensitivity benchmark run: which models, which data, the sweep, and where the results go."""
+
+    checkpoints: list[str] = option(help="spatialvit checkpoints to compare", factory=list)
+    timm_models: list[str] = option(
+        help="pretrained timm models by name (needs the optional 'timm' extra)", factory=list
+    )
+    timm_random_init: bool = option(False, "build the timm models without pretrained weights, sized for the data")
+    data: str | None = option(None, "dataset NAME or NAME:PATH (none: the data the first checkpoint was trained on)")
+    split: str = option("test", "split to evaluate: test or train")
+    img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
+    sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
+    seed: int = option(0, "base seed of every perturbation")
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    amp: bool = option(True, "autocast on GPU")
+    examples: int = option(4, "images in examples.png (0: no figure)")
+    out: str = option("results/sensitivity", "output folder")
+    overwrite: bool = option(False, "replace the tables and figures of an earlier sweep in out")
+    progress: bool = option(True, "progress bars on a terminal")
+
+    def validate(self) -> None:
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.examples < 0:
+            raise ValueError(f"examples must be >= 0, got {self.examples}")
+
+
+@dataclass
+class _Model:
+    label: str
+    model: nn.Module
+    norm: tuple  # (mean, std) the model expects after perturbing
+    trained_on: DatasetInfo | None  # None for pretrained timm models
+
+
+def run_sensitivity(config: SensitivityRunConfig) -> tuple[list[SensitivityResult], dict[str, Path]]:
+    """Sweep every model of ``config`` on one data set; returns the results and the files written."""
+    from ..train.checkpoint import model_from_checkpoint
+
+    if not config.checkpoints and not config.timm_models:
+        raise ValueError("give at least one --checkpoint PATH or --timm-model NAME")
+    claim_outputs(config.out, SWEEP_FILES, overwrite=config.overwrite)
+    models, spec = [], config.data
+    for path in config.checkpoints:
+        model, info, ckpt = model_from_checkpoint(path)
+        label = _label(path, ckpt["model_name"], {m.label for m in models})
+        models.append(_Model(label, model, (info.mean, info.std), info))
+        spec = spec or ckpt.get("config", {}).get("data") or info.name  # the data the first model was trained on
+    if spec is None:
+        raise ValueError("--timm-model alone needs --data: the data set to evaluate on")
+    img_size = config.img_size or (models[0].trained_on.img_size[0] if models else None)
+    data = load_dataset(spec, split=config.split, img_size=img_size)
+    info: DatasetInfo = data.info
+    for name in config.timm_models:
+        model, norm = _timm_classifier(name, config.timm_random_init, info)
+        models.append(_Model(_label(name, name, {m.label for m in models}), model, norm, None))
+    _check_fit(models, info, spec)
+    if config.sweep.limit:
+        data = Subset(data, range(min(config.sweep.limit, len(data))))
+        data.info = info  # type: ignore[attr-defined]
+    loader = DataLoader(data, batch_size=config.sweep.batch_size, shuffle=False)
+    device = resolve_device(config.device)
+    results = []
+    for m in models:
+        results.append(
+            sensitivity_sweep(
+                m.model.to(device),
+                loader,
+                normalize=m.norm,
+                config=config.sweep,
+                seed=config.seed,
+                name=m.label,
+                amp=None if config.amp else False,
+                progress=config.progress,
+            )
+        )
+        m.model.cpu()
+    return results, _write(config, results, data, models[0].norm)
+
+
+def _check_fit(models: list[_Model], info: DatasetInfo, spec: str) -> None:
+    """Every model must fit the data before anything runs."""
+    image_shape = (info.in_chans, *info.img_size)
+    for m in models:
+        try:
+            check_input(m.model, image_shape)
+        except ValueError as err:
+            raise ValueError(f"{m.label}: {err}") from None
+        if m.trained_on is not None and m.trained_on.num_classes != info.num_classes:
+            raise ValueError(
+                f"{m.label} was trained for {m.trained_on.num_classes} classes but {spec} has {info.num_classes}"
+            )
+
+
+def _write(
+    config: SensitivityRunConfig, results: list[SensitivityResult], data: Dataset, norm: tuple
+) -> dict[str, Path]:
+    """sweep.* and summary.*, sensitivity/shuffle/mask PNGs and examples.png."""
+    from ..report.sensitivity_plots import plot_sensitivity
+
+    out = Path(config.out)
+    paths = save_comparison(results, out)
+    rows = [r for res in results for r in res.rows()]
+    paths["sensitivity_png"] = plot_sensitivity(rows, out / "sensitivity.png")
+    paths["shuffle_png"] = plot_sensitivity(rows, out / "shuffle.png", kinds=("shuffle",))
+    if config.sweep.mask_ratios:
+        paths["mask_png"] = plot_sensitivity(rows, out / "mask.png", kinds=("mask",))
+    if config.examples > 0:
+        paths["examples_png"] = _examples(data, results[0].settings, config, out / "examples.png", norm)
+    return paths
+
+
+def _examples(
+    data: Dataset, settings: list[SettingResult], config: SensitivityRunConfig, path: Path, norm: tuple
+) -> Path:
+    """examples.png: the first ``examples`` images, clean and under each setting's first repeat."""
+    from ..report.sensitivity_plots import plot_examples
+
+    n = min(config.examples, len(data))
+    images = torch.stack([data[i][0] for i in range(n)])
+    index = torch.arange(n)
+    columns = {"clean": images}
+    options = {"mean": torch.tensor(norm[0]), "std": torch.tensor(norm[1]), "data_mean": torch.tensor(data.info.mean)}
+    options |= {"exclude_identity": config.sweep.exclude_identity, "shared": config.sweep.shared}
+    for s in settings:
+        p = s.perturbation
+        columns[p.label] = p.apply(images, p.seed(config.seed, 0), index, **options)
+    return plot_examples(columns, path)
+
+
+def _timm_classifier(name: str, random_init: bool, info: DatasetInfo) -> tuple[nn.Module, tuple]:
+    """A timm model in eval mode and its (mean, std): pretrained with timm's normalisation, or freshly initialised
+    for ``info``'s classes, channels and size (CNNs take any size) with the data set's normalisation."""
+    try:
+        import timm
+    except ImportError as err:
+        raise RuntimeError("--timm-model needs timm: pip install 'spatialvit[timm]'") from err
+    if not random_init:
+        model = timm.create_model(name, pretrained=True)
+        cfg = timm.data.resolve_data_config({}, model=model)
+        return model.eval(), (cfg["mean"], cfg["std"])
+    kwargs = {"num_classes": info.num_classes, "in_chans": info.in_chans}
+    try:
+        model = timm.create_model(name, img_size=info.img_size, **kwargs)
+    except TypeError:  # models without a fixed input size
+        model = timm.create_model(name, **kwargs)
+    return model.eval(), (info.mean, info.std)
+
+
+def _label(path: str, name: str, taken: set[str]) -> str:
+    return name if name not in taken else Path(path).stem
