@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spatialvit.models import count_flops, count_params, create_model, list_models, measure_complexity
+from spatialvit.models import (
+    count_flops,
+    count_params,
+    create_model,
+    list_models,
+    measure_complexity,
+    model_defaults,
+)
 from spatialvit.models.hierarchical import CONFIGS, MIXER_HAS_DECOMPOSED
 
 # RMT's training logs (qhfan/RMT RMT_log/rmt_{t,s,m}.txt, "m" = RMT-B) and its README (27 M, 54 M).
@@ -18,9 +25,11 @@ SMALL_VARIANTS = [n for n in list_models("[rs][md]t_*") if n.endswith(("_cifar",
 CAG_HAS_DECOMPOSED = MIXER_HAS_DECOMPOSED["cag"]
 
 
-def _build(name, **overrides):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "cag has no decomposed form yet" (tested below)
+def _build(name, device="cpu", **overrides):
+    """``create_model`` without the "cag has no decomposed form yet" warning (tested below); ``device="meta"``
+    builds the structure only (parameter counts without memory or init time)."""
+    with warnings.catch_warnings(), torch.device(device):
+        warnings.simplefilter("ignore", RuntimeWarning)
         return create_model(name, **overrides)
 
 
@@ -43,7 +52,7 @@ def test_small_variants_registered():
 
 @pytest.mark.parametrize("name", sorted(RMT_LOGGED_PARAMS))
 def test_rmt_params_match_published(name):
-    model = create_model(name)
+    model = _build(name, "meta")
     n = count_params(model)
     assert n == RMT_LOGGED_PARAMS[name]
     if name in RMT_README_PARAMS:
@@ -53,7 +62,7 @@ def test_rmt_params_match_published(name):
 
 @pytest.mark.parametrize("size", ["t", "s", "b", "micro"])
 def test_sdt_params_are_rmt_plus_gates(size):
-    rmt, sdt = create_model(f"rmt_{size}"), _build(f"sdt_{size}")
+    rmt, sdt = _build(f"rmt_{size}", "meta"), _build(f"sdt_{size}", "meta")
     assert count_params(sdt) - count_params(rmt) == _gate_params(size)
 
 
@@ -85,7 +94,7 @@ def test_small_variant_one_training_step(name):
     assert [g for g in model.stage_grids()] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,))
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 10, (2,))
     loss = F.cross_entropy(model(x), y)
     assert torch.isfinite(loss)
     loss.backward()
@@ -109,7 +118,7 @@ def _stage_gammas(model, stage):
 
 @pytest.mark.parametrize("name", ["rmt_t", "rmt_b", "sdt_s"])
 def test_decay_schedule_per_stage(name):
-    model = _build(name).double()
+    model = _build(name, depths=(1, 1, 1, 1)).double()  # the schedule depends on the stage, not on its depth
     for stage in range(4):
         heads, b = model.num_heads[stage], model.heads_ranges[stage]
         assert model.init_values[stage] == 2
@@ -118,16 +127,17 @@ def test_decay_schedule_per_stage(name):
 
 
 def test_published_configurations():
-    t, s, b = (_build(n) for n in ("rmt_t", "rmt_s", "rmt_b"))
+    t, s, b = (_build(n, "meta") for n in ("rmt_t", "rmt_s", "rmt_b"))
     assert t.heads_ranges == s.heads_ranges == (4, 4, 6, 6) and b.heads_ranges == (5, 5, 6, 6)
     assert t.decomposed == (True, True, False, False) and s.decomposed == b.decomposed == (True, True, True, False)
     assert [len(st.blocks) for st in b.stages] == [4, 8, 25, 8]
-    scaled = [isinstance(st.blocks[0].ls1, torch.nn.Identity) for st in b.stages]
-    assert scaled == [True, True, False, False]
-    assert b.stages[2].blocks[0].ls1.gamma.detach().eq(1e-6).all()
+    unscaled = [isinstance(st.blocks[0].ls1, torch.nn.Identity) for st in b.stages]
+    assert unscaled == [True, True, False, False] and model_defaults("rmt_b")["layer_scale_init"] == 1e-6
     assert b.stages[3].blocks[-1].drop_path.p == pytest.approx(0.4) and b.stages[0].blocks[0].drop_path.p == 0
-    for name in ("sdt_t", "sdt_s", "sdt_b"):
-        assert _build(name).requested_decomposed == (True, True, False, False)  # SDT-H: stages 1-2 at every size
+    scaled = _build("rmt_micro", layer_scales=True)
+    assert scaled.stages[2].blocks[0].ls1.gamma.detach().eq(1e-6).all()
+    for name in ("sdt_t", "sdt_s", "sdt_b"):  # SDT-H: stages 1-2 decomposed at every size
+        assert model_defaults(name)["decomposed"] == (True, True, False, False)
 
 
 def test_fresh_sdt_equals_rmt():
