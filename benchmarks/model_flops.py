@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 from spatialvit.models import HierarchicalViT, create_model, measure_complexity
 from spatialvit.report.tables import markdown_table, save_table
@@ -37,25 +36,13 @@ def _attention_flops(by_operator: dict[str, int]) -> int:
     return sum(n for op, n in by_operator.items() if "scaled_dot_product" in op or "attention" in op or op == "bmm")
 
 
-def _build(name: str, **overrides: object) -> HierarchicalViT:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "cag has no decomposed form yet": recorded in the row
-        return create_model(name, attn_kwargs={"backend": "sdpa"}, **overrides)
-
-
-def decomposed_cag_proxy(name: str, model: HierarchicalViT, size: tuple[int, int]) -> float:
-    """GMACs an SDT model will measure once "cag" has its decomposed form: its RMT twin built with SDT's
-    decomposed stages (same matmuls and convs) plus the gate's ``x W_g`` (``N * C * heads`` per block)."""
-    twin = _build(name.replace("sdt_", "rmt_", 1), decomposed=model.requested_decomposed)
-    grids = model.stage_grids(size)
-    gates = sum(d * h * w * c * n for d, (h, w), c, n in zip(model.depths, grids, model.embed_dims, model.num_heads))
-    return (measure_complexity(twin, size).macs + gates) / 1e9
+def _build(name: str) -> HierarchicalViT:
+    return create_model(name, attn_kwargs={"backend": "sdpa"})
 
 
 def measure(name: str, img_size: int | None = None) -> dict:
     model = _build(name)
     c = measure_complexity(model, img_size)
-    proxy = decomposed_cag_proxy(name, model, c.img_size) if model.decomposed != model.requested_decomposed else None
     return dict(
         model=name,
         img_size=c.img_size[0],
@@ -66,8 +53,6 @@ def measure(name: str, img_size: int | None = None) -> dict:
         conv_gmacs=c.by_operator.get("convolution", 0) / 2e9,
         grids="/".join(f"{h}" if h == w else f"{h}x{w}" for h, w in model.stage_grids(c.img_size)),
         decomposed_stages=",".join(str(i + 1) for i, d in enumerate(model.decomposed) if d) or "-",
-        requested_decomposed=",".join(str(i + 1) for i, d in enumerate(model.requested_decomposed) if d) or "-",
-        gmacs_when_decomposed=proxy,
     )
 
 

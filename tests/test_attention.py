@@ -61,6 +61,8 @@ CASES = [
     ("cag", "factorised", {}),
     ("cag", "factorised", {"alpha": 0.5}),
     ("cag", "sdpa", {"form": "warped"}),
+    ("cag", "sdpa", {"decomposed": True}),
+    ("cag", "sdpa", {"decomposed": True, "alpha": 0.5, "rope": True, "lepe_kernel": 3}),
     ("decay", "factorised", {"rope": True, "lepe_kernel": 3}),
     ("decay", "sdpa", {"decomposed": True, "rope": True, "lepe_kernel": 5}),
     ("cag", "factorised", {"rope": True, "lepe_kernel": 3}),
@@ -307,3 +309,17 @@ def test_first_k_layers_positional():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+def test_decomposed_cag_with_constant_gate_equals_decomposed_fixed_decay(prefix):
+    fixed = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=prefix, decomposed=True).double()
+    cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=prefix, decomposed=True).double()
+    cag.load_state_dict({k: v for k, v in fixed.state_dict().items() if "log_rate" not in k}, strict=False)
+    with torch.no_grad():
+        cag.decay.gate_bias.copy_(torch.logit(torch.exp(-fixed.decay.log_rate.exp())))
+    x = _x(prefix)
+    torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-12, atol=1e-12)
+    _, a_cag = cag(x, GRID, return_attn=True)
+    _, a_fixed = fixed(x, GRID, return_attn=True)
+    torch.testing.assert_close(a_cag, a_fixed, rtol=1e-12, atol=1e-12)

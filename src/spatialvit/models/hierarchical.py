@@ -18,40 +18,18 @@ marked ``decomposed`` run the row-then-column form. Per stage ``gamma_h = 1 - 2^
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..attention import create_attention, get_attention
+from ..attention import create_attention
 from .layers import DropPath, LayerScale, trunc_normal_init
 from .registry import register_model
 
 PUBLISHED_STEM_STRIDES = (2, 1, 2, 1)  # RMT's stem: total stride 4 (224 px -> a 56x56 grid)
 SMALL_INPUT_STEM_STRIDES = (1, 1, 2, 1)  # total stride 2 (32 px -> 16x16, then 8, 4, 2)
-
-
-def mixer_accepts(name: str, option: str) -> bool:
-    """Whether the registered mixer ``name`` takes the keyword ``option`` (from its constructor signature; a
-    constructor that only takes ``**kwargs`` is asked by building a small instance with ``option=True``)."""
-    params = inspect.signature(get_attention(name)).parameters
-    if option in params:
-        return True
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return False
-    try:
-        create_attention(name, 8, num_heads=2, num_prefix_tokens=0, **{option: True})
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-# Which mixers offer the decomposed (row-then-column) form. "cag" gains it with the lead's decomposed CAG; until
-# then SDT stages marked decomposed run the full 2-D form (with a warning) and the model records it.
-MIXER_HAS_DECOMPOSED: dict[str, bool] = {name: mixer_accepts(name, "decomposed") for name in ("decay", "cag")}
 
 
 def _per_stage(value: Any, n: int, what: str) -> list[Any]:
@@ -233,18 +211,6 @@ class HierarchicalViT(nn.Module):
         self.num_heads = tuple(num_heads)
         self.heads_ranges = tuple(heads_ranges)
         self.init_values = tuple(init_values)
-        self.requested_decomposed = tuple(decomposed)
-        has_decomposed = MIXER_HAS_DECOMPOSED.get(attn_layer)
-        if has_decomposed is None:
-            has_decomposed = mixer_accepts(attn_layer, "decomposed")
-        if any(decomposed) and not has_decomposed:
-            warnings.warn(
-                f"mixer {attn_layer!r} has no decomposed form yet: stages "
-                f"{[i + 1 for i, d in enumerate(decomposed) if d]} run its full 2-D form instead",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            decomposed = [False] * n
         self.decomposed = tuple(decomposed)
         self.num_features = embed_dims[-1]
 

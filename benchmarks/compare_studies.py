@@ -1,0 +1,44 @@
+"""Are two study folders the same study? Compares comparison.json, sweep.json, attention_distance.json and
+association.json row by row (the wall-clock columns train_time_s, train_img_s, infer_img_s left out) and names
+the models whose rows differ.
+
+    python benchmarks/compare_studies.py STUDY_A STUDY_B
+
+Used to check that a refactor keeps the numbers: the same seed on the same machine must give ``identical``
+(docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TABLES = ("comparison", "sweep", "attention_distance", "association")
+WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
+
+
+def rows(folder: Path, table: str) -> list[dict]:
+    path = folder / f"{table}.json"
+    if not path.is_file():
+        return []
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in json.loads(path.read_text())]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    args = parser.parse_args()
+    same = True
+    for table in TABLES:
+        a, b = rows(args.a, table), rows(args.b, table)
+        models = list(dict.fromkeys(r["model"] for r in a + b))
+        differ = [m for m in models if [r for r in a if r["model"] == m] != [r for r in b if r["model"] == m]]
+        same &= not differ
+        print(f"{table}.json: {'identical' if not differ else 'differs for ' + ', '.join(differ)}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
