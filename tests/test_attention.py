@@ -66,6 +66,10 @@ CASES = [
     ("decay", "factorised", {"rope": True, "lepe_kernel": 3}),
     ("decay", "sdpa", {"decomposed": True, "rope": True, "lepe_kernel": 5}),
     ("cag", "factorised", {"rope": True, "lepe_kernel": 3}),
+    ("decay", "chunked", {}),
+    ("decay", "chunked", {"learnable_decay": True}),
+    ("cag", "chunked", {}),
+    ("cag", "chunked", {"alpha": 0.5, "rope": True, "lepe_kernel": 3}),
     ("conv_qkv", "sdpa", {}),
     ("conv_qkv", "sdpa", {"conv_mode": "separable", "kernel_size": 5}),
     ("gpsa", "sdpa", {}),
@@ -213,18 +217,31 @@ def test_conv_qkv_with_1x1_kernel_equals_linear_projection():
 
 
 def test_auto_backend_choice_and_flex_fallback_warns():
-    mixer = create_attention("decay", DIM, num_heads=HEADS)
-    warped = create_attention("cag", DIM, num_heads=HEADS, form="warped")
-    x = torch.randn(2, 15, DIM, requires_grad=True)
-    q = mixer.project(x, GRID)[0]
-    # small grids on CPU: the dense bias through SDPA, for every decay form
-    assert _choose(mixer, q, mixer.spatial_bias(x, GRID)) == "sdpa"
-    assert _choose(warped, q, warped.spatial_bias(x, GRID)) == "sdpa"
+    mixer = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1)
+    learnable = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1, learnable_decay=True)
+    cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=1)
+    warped = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=1, form="warped")
+    grid = (16, 16)  # 256 grid tokens + a class token: still a small grid (prefix tokens not counted)
+    xs = torch.randn(2, 257, DIM, requires_grad=True)
+    q = mixer.project(xs, grid)[0]
+    # small grids on CPU: a fixed decay's kept dense bias through SDPA; trained or content-dependent rates: chunked
+    assert _choose(mixer, q, mixer.spatial_bias(xs, grid)) == "sdpa"
+    assert _choose(learnable, q, learnable.spatial_bias(xs, grid)) == "chunked"
+    assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "chunked"
+    with torch.no_grad():
+        assert _choose(learnable, q, learnable.spatial_bias(xs, grid)) == "sdpa"
+        assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "chunked"
+    assert _choose(warped, q, warped.spatial_bias(xs, grid)) == "sdpa"
     big = (17, 17)  # 289 tokens: no N x N tensor
-    xb = torch.randn(1, 289, DIM, requires_grad=True)
+    xb = torch.randn(1, 290, DIM, requires_grad=True)
     qb = mixer.project(xb, big)[0]
-    assert _choose(mixer, qb, mixer.spatial_bias(xb, big)) == "factorised"
+    assert _choose(mixer, qb, mixer.spatial_bias(xb, big)) == "chunked"
+    assert _choose(cag, qb, cag.spatial_bias(xb, big)) == "chunked"
     assert _choose(warped, qb, warped.spatial_bias(xb, big)) == "sdpa"  # training on CPU: no flex
+    assert resolve_backend("auto", mixer.supported_backends, qb, mixer.spatial_bias(xb, big), dropout_p=0.1) == (
+        "factorised"  # the chunked kernel has no attention dropout
+    )
+    x = torch.randn(2, 15, DIM, requires_grad=True)
     flex = create_attention("cag", DIM, num_heads=HEADS, backend="flex").double()
     ref = create_attention("cag", DIM, num_heads=HEADS, backend="reference").double()
     ref.load_state_dict(flex.state_dict())

@@ -19,15 +19,19 @@ from .kernels import (
     decomposed_reference,
     decomposed_sdpa,
     factorised_attention,
+    pairwise_decay_attention,
     reference_attention,
     sdpa_attention,
 )
 from .manhattan import ManhattanBias
 
-BACKENDS = ("auto", "reference", "sdpa", "flex", "factorised")
-# On CPU, up to this many tokens a dense N x N bias through SDPA is the fastest exact path for every decay form
-# (benchmarks/model_backends.py, benchmarks/attention.py); beyond it the paths without an N x N tensor keep memory
-# linear in N.
+BACKENDS = ("auto", "reference", "sdpa", "flex", "factorised", "chunked")
+# Kernels without attention dropout: a call with dropout runs on 'sdpa' instead (exact, with a warning).
+NO_DROPOUT = ("flex", "chunked")
+# On CPU, up to this many grid tokens (prefix tokens not counted) a fixed decay's dense bias, built once and kept
+# (it has no batch dimension), through SDPA's fused kernel is the fastest exact path; a content-dependent or trained
+# pairwise decay runs ``chunked`` at every size (docs/attention.md: measured with benchmarks/model_backends.py and
+# benchmarks/attention.py), and so does a fixed one above this size (no N x N tensor at all).
 CPU_DENSE_BIAS_MAX_TOKENS = 256
 
 
@@ -80,19 +84,41 @@ def resolve_backend(
     measured in docs/attention.md. Attention maps always come from ``reference``."""
     if return_attn:
         return "reference"
-    needs_grad = torch.is_grad_enabled() and (q.requires_grad or (bias is not None and bias.rates.requires_grad))
+    rates_grad = torch.is_grad_enabled() and bias is not None and bias.rates.requires_grad
+    needs_grad = rates_grad or (torch.is_grad_enabled() and q.requires_grad)
     flex_issue = flex_problem(q, needs_grad, dropout_p)
     if requested == "auto":
-        dense_is_fast = q.device.type == "cpu" and q.shape[-2] <= CPU_DENSE_BIAS_MAX_TOKENS
-        if bias is None or bias.decomposed or dense_is_fast:
-            return "sdpa"
-        if bias.factorisable and "factorised" in supported:
-            return "factorised"
-        return "flex" if "flex" in supported and flex_issue is None else "sdpa"
+        return _auto(supported, q, bias, rates_grad, dropout_p, flex_issue)
     if requested == "flex" and flex_issue is not None:
         _STATE.warn_once(f"{owner}: backend 'flex' unavailable ({flex_issue}); using 'sdpa' instead")
         return "sdpa"
+    if requested in NO_DROPOUT and dropout_p > 0:
+        _STATE.warn_once(f"{owner}: backend {requested!r} has no attention dropout; using 'sdpa' instead")
+        return "sdpa"
     return requested
+
+
+def _auto(
+    supported: tuple[str, ...],
+    q: torch.Tensor,
+    bias: ManhattanBias | None,
+    rates_grad: bool,
+    dropout_p: float,
+    flex_issue: str | None,
+) -> str:
+    """The ``auto`` rule (measured in docs/attention.md)."""
+    if bias is None or bias.decomposed:
+        return "sdpa"
+    cpu = q.device.type == "cpu"
+    small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
+    blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
+    if cpu and blocked and not (small and bias.constant and not rates_grad):
+        return "chunked"
+    if cpu and small:
+        return "sdpa"
+    if bias.factorisable and "factorised" in supported:
+        return "factorised"
+    return "flex" if "flex" in supported and flex_issue is None else "sdpa"
 
 
 def biased_attention(
@@ -122,6 +148,9 @@ def biased_attention(
     if backend == "factorised":
         q_extra, k_extra = bias.columns()
         return factorised_attention(q, k, v, q_extra, k_extra, scale, dropout_p), None
+    if backend == "chunked":
+        rates = bias.padded_rates()
+        return pairwise_decay_attention(q, k, v, rates, bias.grid, bias.num_prefix, scale), None
     dense = None if bias is None else bias.dense()
     if backend == "reference":
         return reference_attention(q, k, v, dense, scale, dropout_p)

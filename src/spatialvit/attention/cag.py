@@ -57,7 +57,8 @@ class ContextDecay(nn.Module):
 
     def rates(self, x: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Per-token, per-head rates ``[B, heads, H*W]`` from the grid tokens of ``x[B, N, C]``."""
-        logits = F.linear(x[:, num_prefix:], self.gate_weight.to(x.dtype), self.gate_bias.to(x.dtype))
+        # the gate over every token, then the grid tokens' rows: slicing x first would copy it (not contiguous)
+        logits = F.linear(x, self.gate_weight.to(x.dtype), self.gate_bias.to(x.dtype))[:, num_prefix:]
         return -self.alpha * F.logsigmoid(logits).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> ManhattanBias:

@@ -10,6 +10,7 @@ rotates grid tokens' q/k by their row (half the channels) and column (other half
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from .manhattan import ManhattanBias
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
-FULL_BACKENDS = ("factorised", "flex", "sdpa", "reference")
+FULL_BACKENDS = ("factorised", "flex", "sdpa", "reference", "chunked")
 DECOMPOSED_BACKENDS = ("sdpa", "reference")
 
 
@@ -61,6 +62,10 @@ class FixedDecay(nn.Module):
         self.decomposed = decomposed
         self.backends = DECOMPOSED_BACKENDS if decomposed else FULL_BACKENDS
         self.what = "decomposed decay" if decomposed else "fixed decay"
+        # The dense bias [1, heads, N, N] of the current rates, per (grid, prefix, dtype, device), kept while the
+        # rates need no gradient; keyed on log_rate's storage and version counter (bumped by every in-place
+        # change: an optimiser step, load_state_dict), so a changed rate is never served stale.
+        self._dense_cache: dict[tuple, torch.Tensor] = {}
 
     @property
     def gammas(self) -> torch.Tensor:
@@ -69,7 +74,24 @@ class FixedDecay(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> ManhattanBias:
         rates = self.log_rate.exp().to(x.dtype)[None, :, None].expand(1, -1, grid[0] * grid[1])
-        return ManhattanBias(grid, rates, num_prefix, constant=True, decomposed=self.decomposed)
+        bias = ManhattanBias(grid, rates, num_prefix, constant=True, decomposed=self.decomposed)
+        frozen = not (torch.is_grad_enabled() and self.log_rate.requires_grad)
+        if frozen and not self.decomposed and not torch.compiler.is_compiling():
+            bias.precomputed = partial(self._cached_dense, bias, x.dtype, x.device)
+        return bias
+
+    def _cached_dense(self, bias: ManhattanBias, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The dense bias of the current rates, built at most once per grid, prefix, dtype, device and rate."""
+        rate = self.log_rate
+        key = (tuple(bias.grid), bias.num_prefix, dtype, device, rate.data_ptr(), rate._version)
+        dense = self._dense_cache.get(key)
+        if dense is None:
+            if len(self._dense_cache) >= 4:
+                self._dense_cache.clear()
+            with torch.inference_mode(False), torch.no_grad():  # usable later with autograd on
+                rates = rate.exp().to(dtype)[None, :, None].expand_as(bias.rates)
+                dense = self._dense_cache[key] = replace(bias, rates=rates, precomputed=None).dense()
+        return dense
 
 
 @register_attention("decay")

@@ -8,6 +8,10 @@ Shapes: ``q, k [B, h, N, d]``, ``v [B, h, N, d_v]``. Every kernel returns ``[B, 
   CPU in torch 2.13, float32/bf16/fp16 only.
 - ``factorised``: a bias that is an exact low-rank form ``bias = q_extra @ k_extra^T`` rides on extra q/k columns
   through plain SDPA (no N x N tensor, backward everywhere).
+- ``chunked``: the pairwise decay ``(r_i + r_j) * M_ij`` (``M = -D/2``) in blocks of images and query rows, each
+  block's bias formed in cache (two passes) and run through SDPA's fused kernel; a hand-written backward recomputes
+  each block's weights and gives q, k, v and the rates their gradients (the rates': row and column sums of
+  ``dS * M``, no autograd chain through an N x N bias). Nothing N x N is allocated or kept: peak memory linear in N.
 - ``decomposed_sdpa`` / ``decomposed_reference``: RMT's row-then-column form (see :mod:`.manhattan`).
 """
 
@@ -19,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .manhattan import ManhattanBias
+from .manhattan import HALF_DISTANCE_CACHE_MAX, ManhattanBias, grid_coords, half_distance
+
+# The ``chunked`` kernel works in blocks of images, heads and query rows with about this many logits each (1 MiB in
+# float32: a block's bias, logits and gradients stay in a core's L2 cache and are recycled by the allocator), and at
+# least CHUNK_MIN_ROWS query rows per chunk.
+BLOCK_ELEMENTS = 2**18
+CHUNK_MIN_ROWS = 16
 
 ScoreMod = Callable[..., torch.Tensor]
 
@@ -71,6 +81,146 @@ def factorised_attention(
     q, k = F.pad(q, (0, full - width)), F.pad(k, (0, full - width))
     out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, full - d_v)), dropout_p=dropout_p, scale=scale)
     return out[..., :d_v]
+
+
+def _half_rows(coords: tuple[Tensor, Tensor], num_prefix: int, rows: slice) -> Tensor:
+    """``-D/2`` ``[c, N]`` for the query rows ``rows`` (zero for prefix rows and columns), from grid coordinates."""
+    y, x = coords
+    P = num_prefix
+    g0 = min(max(rows.start, P), rows.stop)  # first grid row of the chunk
+    part = -0.5 * ((y[g0 - P : rows.stop - P, None] - y).abs() + (x[g0 - P : rows.stop - P, None] - x).abs())
+    return F.pad(part, (P, 0, g0 - rows.start, 0))
+
+
+class _Blocks:
+    """How one pass of :class:`_PairwiseDecay` is cut: query rows in chunks of ``rows`` (default: as many as keep a
+    block within ``BLOCK_ELEMENTS``, at least ``CHUNK_MIN_ROWS``), images in groups of equal size so that a block
+    (images x heads x rows x N logits; one head at a time with ``per_head``) holds about ``BLOCK_ELEMENTS``.
+    ``half(chunk)``: the chunk's ``-D/2`` rows, sliced from the cached matrix on small grids, else built from the
+    coordinates (linear memory)."""
+
+    def __init__(
+        self, q: Tensor, grid: tuple[int, int], num_prefix: int, rows: int | None, per_head: bool = False
+    ) -> None:
+        B, h, n = q.shape[:3]
+        heads = 1 if per_head else h
+        rows = min(n, rows or max(CHUNK_MIN_ROWS, BLOCK_ELEMENTS // (heads * n)))
+        self.chunks = [slice(r, min(r + rows, n)) for r in range(0, n, rows)]
+        count = -(-B // max(1, BLOCK_ELEMENTS // (heads * rows * n)))
+        size = -(-B // count)  # groups of equal size, no small remainder
+        self.groups = [slice(b, min(b + size, B)) for b in range(0, B, size)]
+        self.full = half_distance(grid, num_prefix, q.device, q.dtype) if n * n <= HALF_DISTANCE_CACHE_MAX else None
+        self.coords = tuple(c.to(q.dtype) for c in grid_coords(grid, q.device)) if self.full is None else None
+        self.num_prefix = num_prefix
+
+    def half(self, chunk: slice) -> Tensor:
+        return self.full[chunk] if self.full is not None else _half_rows(self.coords, self.num_prefix, chunk)
+
+
+def _pair_bias(rates: Tensor, chunk: slice, half: Tensor) -> Tensor:
+    """``(r_i + r_j) * M_ij`` ``[b, h, c, N]`` for the query rows ``chunk`` (``half = M[chunk]``): two passes."""
+    return torch.add(rates[:, :, chunk, None], rates[:, :, None, :]).mul_(half)
+
+
+class _PairwiseDecay(torch.autograd.Function):
+    """``softmax(q k^T * scale + (r_i + r_j) * M_ij) v`` (``M = -D/2``, zero for prefix tokens) in blocks of images
+    and query rows, each block's bias, logits and weights small enough to stay in cache and to be recycled by the
+    allocator (a fresh N x N tensor per call costs its page faults on every step).
+
+    Forward: each block through SDPA's fused kernel with its bias; nothing N x N is kept. Backward, block by block:
+    the block's weights recomputed (bias, ``baddbmm``, softmax), then by hand ``dv = P^T dO``,
+    ``dS = P * (dP - rowsum(P * dP))`` (``_softmax_backward_data``), ``dq = dS k * scale``, ``dk = dS^T q * scale``
+    and the rates' gradient ``sum_j (dS_ij + dS_ji) M_ij`` (row and column sums of ``dS * M``): no autograd chain
+    through an N x N bias. The output is written in SDPA's layout (``[B, N, h, d]`` memory, which the heads' merge
+    reads without a copy); the backward works one head at a time (``q[:, j]`` is a strided batch ``bmm`` reads
+    without a copy) and accumulates the gradients in ``[h, B, N, d]``, one contiguous slice per block.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, rates, grid, num_prefix, scale, rows):
+        B, h, n, d_v = *q.shape[:3], v.shape[-1]
+        blocks = _Blocks(q, grid, num_prefix, rows)
+        out = q.new_empty(B, n, h, d_v).transpose(1, 2)
+        shared = rates.shape[0] != B
+        for i in blocks.groups:
+            for chunk in blocks.chunks:
+                bias = _pair_bias(rates if shared else rates[i], chunk, blocks.half(chunk))
+                out[i, :, chunk] = F.scaled_dot_product_attention(
+                    q[i, :, chunk], k[i], v[i], attn_mask=bias, scale=scale
+                )
+        ctx.save_for_backward(q, k, v, rates)
+        ctx.meta = (grid, num_prefix, scale, rows)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        q, k, v, rates = ctx.saved_tensors
+        grid, num_prefix, scale, rows = ctx.meta
+        B, h, n, d = q.shape
+        blocks = _Blocks(q, grid, num_prefix, rows, per_head=True)
+        dq, dk = (q.new_empty(h, B, n, d) for _ in range(2))
+        dv = v.new_empty(h, B, n, v.shape[-1])
+        shared = rates.shape[0] != B
+        dr = rates.new_zeros(h, rates.shape[0], n) if ctx.needs_input_grad[3] else None
+        first = True
+        for chunk in blocks.chunks:
+            half = blocks.half(chunk)
+            for j in range(h):
+                for i in blocks.groups:
+                    ri = rates[:1, j] if shared else rates[i, j]
+                    qc, kj, vj, go = q[i, j, chunk], k[i, j], v[i, j], grad[i, j, chunk]
+                    bias = torch.add(ri[:, chunk, None], ri[:, None, :]).mul_(half)
+                    if shared:  # one bias for the group, broadcast
+                        logits = torch.baddbmm(bias, qc, kj.transpose(1, 2), alpha=scale)
+                    else:
+                        logits = bias.baddbmm_(qc, kj.transpose(1, 2), alpha=scale)
+                    w = torch.softmax(logits, -1)
+                    ds = torch._softmax_backward_data(torch.bmm(go, vj.transpose(1, 2)), w, -1, w.dtype)
+                    if len(blocks.chunks) == 1:
+                        torch.bmm(ds, kj, out=dq[j, i])
+                    else:
+                        dq[j, i, chunk] = torch.bmm(ds, kj)
+                    if first:
+                        torch.bmm(w.transpose(1, 2), go, out=dv[j, i])
+                        torch.bmm(ds.transpose(1, 2), qc, out=dk[j, i])
+                    else:
+                        dv[j, i].baddbmm_(w.transpose(1, 2), go)
+                        dk[j, i].baddbmm_(ds.transpose(1, 2), qc)
+                    if dr is not None:
+                        m = ds.mul_(half)
+                        rsum, csum = m.sum(-1), m.sum(-2)
+                        if shared:
+                            rsum, csum = rsum.sum(0, keepdim=True), csum.sum(0, keepdim=True)
+                        target = dr[j, :1] if shared else dr[j, i]
+                        target[:, chunk] += rsum
+                        target += csum
+            first = False
+        dq.mul_(scale)
+        dk.mul_(scale)
+        grads = tuple(t.permute(1, 0, 2, 3) for t in (dq, dk, dv))
+        return (*grads, None if dr is None else dr.transpose(0, 1), None, None, None, None)
+
+
+def pairwise_decay_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rates: Tensor,
+    grid: tuple[int, int],
+    num_prefix: int,
+    scale: float | None = None,
+    rows: int | None = None,
+) -> Tensor:
+    """``softmax(q k^T * scale + B) v`` with the pairwise decay ``B_ij = -(r_i + r_j)/2 * D_ij`` on ``grid`` (0 to
+    and from the ``num_prefix`` prefix tokens); ``rates [b, h, N]`` with 0 for prefix tokens (b is 1 or B).
+
+    In blocks of images and query rows (``rows`` per chunk; default: about ``BLOCK_ELEMENTS`` logits per block):
+    nothing N x N is allocated or kept, so peak memory is linear in N; the backward recomputes each block's weights
+    and gives q, k, v and the rates their gradients by hand (:class:`_PairwiseDecay`).
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return _PairwiseDecay.apply(q, k, v, rates.to(q.dtype), tuple(grid), num_prefix, scale, rows)
 
 
 def compile_flex() -> Callable[..., torch.Tensor]:

@@ -18,14 +18,20 @@ FlexAttention ``score_mod`` (no N x N tensor) and, for the pairwise form, as exa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 FORMS = ("pairwise", "warped")
+# Tensors that depend only on the grid (distances, step features) are built once per (grid, prefix, device, dtype)
+# and kept (at most GRID_CACHE_SIZE of each): read-only, shared by every layer and call. An N x N distance is kept
+# up to HALF_DISTANCE_CACHE_MAX entries (16 MiB in float32, N = 2048); larger ones are built per call.
+GRID_CACHE_SIZE = 32
+HALF_DISTANCE_CACHE_MAX = 2**22
 
 
 def grid_coords(grid: tuple[int, int], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,13 +59,66 @@ def step_features(grid: tuple[int, int], device: torch.device | None = None) -> 
     return U, U.sum(-1)
 
 
+def grid_cached(build: Callable[..., object]) -> Callable[..., object]:
+    """Cache ``build(grid, ..., device, dtype)`` per arguments: built once outside autograd and inference mode (so
+    the tensors can be saved for backward later), rebuilt (not cached) while ``torch.compile`` traces."""
+    cached = functools.lru_cache(maxsize=GRID_CACHE_SIZE)(build)
+
+    @functools.wraps(build)
+    def get(*args: object) -> object:
+        if torch.compiler.is_compiling():
+            return build(*args)
+        with torch.inference_mode(False), torch.no_grad():
+            return cached(*args)
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+def half_distance(grid: tuple[int, int], num_prefix: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``-D/2`` ``[P+H*W, P+H*W]`` with zero rows and columns for the ``num_prefix`` prefix tokens (cached up to
+    ``HALF_DISTANCE_CACHE_MAX`` entries; never modify it).
+
+    The pairwise bias is ``(rho_i + rho_j) * half_distance`` with zero-padded rates: two passes over N x N memory,
+    prefix rows and columns 0 without a pad. Bit-identical to ``-0.5 * (rho_i + rho_j) * D`` (the 1/2 is exact).
+    """
+    n = num_prefix + grid[0] * grid[1]
+    build = _half_distance if n * n > HALF_DISTANCE_CACHE_MAX else _cached_half_distance
+    return build(tuple(grid), num_prefix, torch.device(device), dtype)
+
+
+def _half_distance(grid: tuple[int, int], num_prefix: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return F.pad(-0.5 * manhattan_distance(grid, device).to(dtype), (num_prefix, 0, num_prefix, 0))
+
+
+_cached_half_distance = grid_cached(_half_distance)
+
+
+@grid_cached
+def cached_step_features(grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """:func:`step_features` in ``dtype`` (cached)."""
+    return tuple(t.to(dtype) for t in step_features(grid, device))
+
+
+@grid_cached
+def padded_coords(grid: tuple[int, int], num_prefix: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column ``[P+H*W]`` of every token, 0 for prefix tokens (cached; FlexAttention's ``score_mod``)."""
+    return tuple(F.pad(c, (num_prefix, 0)) for c in grid_coords(grid, device))
+
+
+def pad_rates(rates: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Rates ``[b, h, H*W]`` -> ``[b, h, P+H*W]`` with 0 for prefix tokens."""
+    return F.pad(rates, (num_prefix, 0)) if num_prefix else rates
+
+
 @dataclass
 class ManhattanBias:
     """Decay bias on ``grid`` after ``num_prefix`` prefix tokens.
 
     ``rates [b, h, H*W]`` (``b`` is 1 for content-independent rates, else the batch); ``constant`` marks rates
     that are the same for every token (fixed decay), which factorises with fewer columns; ``decomposed`` asks for
-    the row-then-column form (pairwise rates only).
+    the row-then-column form (pairwise rates only); ``precomputed``: where the bias source keeps the dense form (fixed
+    rates that need no gradient), the function that returns it, called by :meth:`dense` instead of building it.
     """
 
     grid: tuple[int, int]
@@ -68,6 +127,7 @@ class ManhattanBias:
     form: str = "pairwise"
     constant: bool = False
     decomposed: bool = False
+    precomputed: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -93,14 +153,22 @@ class ManhattanBias:
 
     def dense(self) -> torch.Tensor:
         """The bias ``[b, h, N, N]`` including zero rows/columns for prefix tokens."""
+        if self.precomputed is not None:
+            return self.precomputed()
         r = self.rates
         if self.form == "pairwise":
-            D = manhattan_distance(self.grid, r.device).to(r.dtype)
-            bias = -0.5 * (r[..., :, None] + r[..., None, :]) * D
-        else:
-            cx, cy = self._cumulative()
-            bias = -((cx[..., :, None] - cx[..., None, :]).abs() + (cy[..., :, None] - cy[..., None, :]).abs())
+            half = half_distance(self.grid, self.num_prefix, r.device, r.dtype)
+            if self.constant:  # -c D = (2c) (-D/2): one pass over h x N x N, no batch dimension
+                return (2 * r[..., :1, None]) * half
+            rp = pad_rates(r, self.num_prefix)
+            return (rp[..., :, None] + rp[..., None, :]).mul_(half)
+        cx, cy = self._cumulative()
+        bias = -((cx[..., :, None] - cx[..., None, :]).abs() + (cy[..., :, None] - cy[..., None, :]).abs())
         return self._pad(bias, 2)
+
+    def padded_rates(self) -> torch.Tensor:
+        """Rates ``[b, h, N]`` with 0 for prefix tokens (the pairwise kernels' input)."""
+        return pad_rates(self.rates, self.num_prefix)
 
     def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``q_extra, k_extra [b, h, N, E]`` with ``q_extra @ k_extra^T`` = the bias up to per-query constants.
@@ -111,8 +179,7 @@ class ManhattanBias:
         if not self.factorisable:
             raise ValueError(f"the {self.form!r} decay has no exact low-rank form; use backend 'sdpa' or 'flex'")
         r = self.rates
-        U, s = step_features(self.grid, r.device)
-        U, s = U.to(r.dtype), s.to(r.dtype)
+        U, s = cached_step_features(tuple(self.grid), r.device, r.dtype)
         b, h, n = r.shape
         Ub, sb = U.expand(b, h, n, -1), s.expand(b, h, n)[..., None]
         if self.constant:  # -c D_ij = -c s_j + 2c U_i.U_j - c s_i
@@ -140,7 +207,7 @@ class ManhattanBias:
         """FlexAttention ``score_mod(score, b, h, q_idx, kv_idx)`` adding the bias from coordinates and rates."""
         P = self.num_prefix
         if self.form == "pairwise":
-            y, x = (self._pad(c[:, None], 1)[:, 0] for c in grid_coords(self.grid, self.rates.device))
+            y, x = padded_coords(tuple(self.grid), P, self.rates.device)
             r = self._pad(self.rates[..., None], 1)[..., 0].expand(batch, -1, -1).contiguous()
 
             def decay(score, b, h, qi, ki):
