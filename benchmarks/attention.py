@@ -3,16 +3,17 @@
     PYTHONPATH=src python benchmarks/attention.py            # N = 64, 256, 1024, 4096 (slow on CPU: minutes)
     PYTHONPATH=src python benchmarks/attention.py --quick    # N = 64, 256, 1024, fewer repeats
     PYTHONPATH=src python benchmarks/attention.py --device cuda --dtype bfloat16   # on a GPU
+    # the decay paths at high resolution only, written beside the full table:
+    PYTHONPATH=src python benchmarks/attention.py --sizes 1024 4096 --variants plain rmt sdt --tag decay_highres
 
 Every cell times one mixer call (``x[B, N, C] -> [B, N, C]`` on a square grid, projections included) as the median
 of repeats after a warm-up (which also compiles the flex path), forward under ``no_grad`` and forward+backward.
 Ratios (``x_sdpa``) divide by the plain softmax mixer on SDPA at the same N and mode, measured in the same run.
-Peak memory on CPU: one extra call under ``torch.profiler`` with ``profile_memory=True``; the per-op allocations
-and frees are replayed in time order and the peak of the running total is reported (tensors allocated by the call:
-activations, attention weights, biases, autograd buffers; inputs and parameters excluded; allocations freed inside
-a single op are netted out). On CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call.
-Also writes the parameter/FLOP cost of conv Q/K/V projections against the linear one (FLOPs counted by
-``torch.utils.flop_counter.FlopCounterMode``).
+Peak memory: one extra call measured by :func:`spatialvit.bench.peak_mib` (tensors allocated by the call and alive
+at once, kernel scratch included; inputs and parameters excluded; on CPU the allocator's own running total, on CUDA
+``torch.cuda.max_memory_allocated``). Also writes the parameter/FLOP cost of conv Q/K/V projections against the
+linear one (FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``), and the high-resolution training rows
+of the linear-memory decay path (``chunked``) against plain SDPA and the other exact decay paths.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ VARIANTS = [
     ("conv_qkv_separable", "conv_qkv", {"conv_mode": "separable"}, ("sdpa",)),
     ("positional", "positional", {"pos_grid": 16}, ("reference",)),
     ("gpsa", "gpsa", {"pos_grid": 16}, ("sdpa",)),
-    ("rmt", "decay", {}, ("factorised", "flex", "sdpa", "reference")),
+    ("rmt", "decay", {}, ("chunked", "factorised", "flex", "sdpa", "reference")),
     ("rmt_decomposed", "decay", {"decomposed": True}, ("sdpa",)),
-    ("sdt", "cag", {}, ("factorised", "flex", "sdpa", "reference")),
+    ("sdt", "cag", {}, ("chunked", "factorised", "flex", "sdpa", "reference")),
     ("sdt_warped", "cag", {"form": "warped"}, ("flex", "sdpa", "reference")),
 ]
 
@@ -121,6 +122,33 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def highres_training(rows: list[dict]) -> list[dict]:
+    """Forward+backward at N >= 1024: the linear-memory ``chunked`` decay path against plain SDPA (time and memory
+    ratios) and against the fastest other exact path of the same variant (time, memory)."""
+    cells = {(r["variant"], r["backend"], r["N"]): r for r in rows if r["mode"] == "fwd+bwd" and r.get("ms")}
+    out = []
+    for (variant, backend, n), r in sorted(cells.items(), key=lambda c: (c[0][0], c[0][2])):
+        if backend != "chunked" or n < 1024:
+            continue
+        others = [o for (v, b, m), o in cells.items() if v == variant and m == n and b not in ("chunked",)]
+        best = min(others, key=lambda o: o["ms"]) if others else None
+        out.append(
+            dict(
+                variant=variant,
+                N=n,
+                ms=r["ms"],
+                peak_MiB=r["peak_MiB"],
+                x_sdpa=r.get("x_sdpa"),
+                mem_x_sdpa=r.get("mem_x_sdpa"),
+                best_other=best["backend"] if best else None,
+                best_other_ms=best["ms"] if best else None,
+                best_other_MiB=best["peak_MiB"] if best else None,
+                time_x_best=r["ms"] / best["ms"] if best else None,
+            )
+        )
+    return out
+
+
 def flex_kernel_check(n: int, batch: int, heads: int, head_dim: int, repeats: int) -> list[dict]:
     """Kernel-only forward times: SDPA, flex with no score_mod, flex with the fixed-decay score_mod (CPU check)."""
     from torch.nn.attention.flex_attention import flex_attention as flex
@@ -160,6 +188,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--variants", nargs="+", default=None, help=f"subset of {[v[0] for v in VARIANTS]}")
+    parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    parser.add_argument("--tag", default=None, help="table name suffix (default: the full table's name)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the CSV/JSON/Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flex-kernel", action="store_true", help="only the kernel-level flex check at N=256")
@@ -170,6 +200,7 @@ def main() -> None:
         with open(args.from_csv, newline="") as f:
             rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
         print(markdown_table(rows, 2, columns) + "\n\n" + markdown_table(targets(rows), 2))
+        print("\n" + markdown_table(highres_training(rows), 2))
         return
     sizes, repeats = ([64, 256, 1024], min(args.repeats, 5)) if args.quick else (args.sizes, args.repeats)
     for n in sizes:
@@ -186,7 +217,7 @@ def main() -> None:
     variants = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
     warnings.simplefilter("ignore", UserWarning)
 
-    cells = [(v, b, n, m) for n in sizes for m in ("fwd", "fwd+bwd") for v in variants for b in v[3]]
+    cells = [(v, b, n, m) for n in sizes for m in args.modes for v in variants for b in v[3]]
     rows: list[dict] = []
     for (label, name, kwargs, _), backend, n, mode in tqdm(cells, desc="attention benchmark"):
         backward = mode == "fwd+bwd"
@@ -209,13 +240,18 @@ def main() -> None:
             r["x_sdpa"] = r["ms"] / b["ms"]
             r["mem_x_sdpa"] = r["peak_MiB"] / max(b["peak_MiB"], 1e-9)
     out = Path(args.out)
-    tag = f"attention_{device.type}_{args.dtype}"
+    tag = f"attention_{device.type}_{args.dtype}" + (f"_{args.tag}" if args.tag else "")
     save_table([{c: r.get(c) for c in columns} for r in rows], out, tag, digits=2)
     print(markdown_table(rows, 2, columns))
 
     goals = targets(rows)
     save_table(goals, out, f"{tag}_targets", digits=2)
     print("\nTargets\n" + markdown_table(goals, 2))
+
+    highres = highres_training(rows)
+    if highres:
+        save_table(highres, out, f"{tag}_highres_training", digits=2)
+        print("\nHigh-resolution training (forward+backward), the chunked decay path\n" + markdown_table(highres, 2))
 
     costs = projection_costs(args.dim, (math.isqrt(sizes[0]),) * 2)
     save_table(costs, out, "attention_projection_costs", digits=3)

@@ -232,6 +232,8 @@ def test_auto_backend_choice_and_flex_fallback_warns():
         assert _choose(learnable, q, learnable.spatial_bias(xs, grid)) == "sdpa"
         assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "chunked"
     assert _choose(warped, q, warped.spatial_bias(xs, grid)) == "sdpa"
+    one_block = torch.randn(1, 65, DIM, requires_grad=True)  # 1 x 3 x 65 x 65 logits: a single block of chunked
+    assert _choose(cag, cag.project(one_block, (8, 8))[0], cag.spatial_bias(one_block, (8, 8))) == "sdpa"
     big = (17, 17)  # 289 tokens: no N x N tensor
     xb = torch.randn(1, 290, DIM, requires_grad=True)
     qb = mixer.project(xb, big)[0]

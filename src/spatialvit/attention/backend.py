@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from .kernels import (
+    BLOCK_ELEMENTS,
     compile_flex,
     decomposed_reference,
     decomposed_sdpa,
@@ -112,7 +113,10 @@ def _auto(
     cpu = q.device.type == "cpu"
     small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
     blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
-    if cpu and blocked and not (small and bias.constant and not rates_grad):
+    # on a small grid, a fixed decay's kept bias, or a call that fits one block of the chunked kernel (nothing to
+    # gain from it but its Python loop), go to SDPA
+    one_block = q.shape[0] * q.shape[1] * q.shape[2] ** 2 <= BLOCK_ELEMENTS
+    if cpu and blocked and not (small and (one_block or (bias.constant and not rates_grad))):
         return "chunked"
     if cpu and small:
         return "sdpa"
