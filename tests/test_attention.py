@@ -237,10 +237,11 @@ def test_auto_backend_choice_and_flex_fallback_warns():
     big = (17, 17)  # 289 tokens: no N x N tensor
     xb = torch.randn(1, 290, DIM, requires_grad=True)
     qb = mixer.project(xb, big)[0]
-    assert _choose(mixer, qb, mixer.spatial_bias(xb, big)) == "chunked"
+    assert _choose(mixer, qb, mixer.spatial_bias(xb, big)) == "sdpa"  # its kept bias: 3 x 290 x 290 entries
+    assert _choose(learnable, qb, learnable.spatial_bias(xb, big)) == "chunked"
     assert _choose(cag, qb, cag.spatial_bias(xb, big)) == "chunked"
     assert _choose(warped, qb, warped.spatial_bias(xb, big)) == "sdpa"  # training on CPU: no flex
-    assert resolve_backend("auto", mixer.supported_backends, qb, mixer.spatial_bias(xb, big), dropout_p=0.1) == (
+    assert resolve_backend("auto", cag.supported_backends, qb, cag.spatial_bias(xb, big), dropout_p=0.1) == (
         "factorised"  # the chunked kernel has no attention dropout
     )
     x = torch.randn(2, 15, DIM, requires_grad=True)

@@ -10,7 +10,7 @@ import torch
 
 import spatialvit.attention.kernels as kernels
 import spatialvit.attention.manhattan as manhattan
-from spatialvit.attention import ManhattanBias, create_attention
+from spatialvit.attention import ManhattanBias, create_attention, resolve_backend
 from spatialvit.attention.kernels import pairwise_decay_attention
 from spatialvit.attention.manhattan import half_distance
 from spatialvit.bench import peak_mib
@@ -129,3 +129,18 @@ def test_fixed_decay_keeps_its_dense_bias_and_follows_its_rates():
         warnings.simplefilter("error")
         mixer(x.requires_grad_(), GRID).sum().backward()
     assert mixer.decay.log_rate.grad.abs().sum() > 0
+
+
+def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(monkeypatch):
+    import spatialvit.attention.decay as decay
+
+    mixer = create_attention("decay", 24, num_heads=3, num_prefix_tokens=1)
+    x = torch.randn(2, 16, 24)
+    q = mixer.project(x, GRID)[0]
+    assert mixer.decay(x, GRID, 1).precomputed is not None  # 3 x 16 x 16 entries: kept
+    assert resolve_backend("auto", mixer.supported_backends, q, mixer.decay(x, GRID, 1)) == "sdpa"
+    monkeypatch.setattr(decay, "KEEP_DENSE_MAX", 3 * 16 * 16 - 1)
+    bias = mixer.decay(x, GRID, 1)
+    assert bias.precomputed is None
+    many = torch.randn(400, 3, 16, 8)  # more than one block of the chunked kernel
+    assert resolve_backend("auto", mixer.supported_backends, many, bias) == "chunked"

@@ -29,10 +29,10 @@ from .manhattan import ManhattanBias
 BACKENDS = ("auto", "reference", "sdpa", "flex", "factorised", "chunked")
 # Kernels without attention dropout: a call with dropout runs on 'sdpa' instead (exact, with a warning).
 NO_DROPOUT = ("flex", "chunked")
-# On CPU, up to this many grid tokens (prefix tokens not counted) a fixed decay's dense bias, built once and kept
-# (it has no batch dimension), through SDPA's fused kernel is the fastest exact path; a content-dependent or trained
-# pairwise decay runs ``chunked`` at every size (docs/attention.md: measured with benchmarks/model_backends.py and
-# benchmarks/attention.py), and so does a fixed one above this size (no N x N tensor at all).
+# On CPU: a fixed decay whose dense bias is kept (decay.KEEP_DENSE_MAX) runs it through SDPA's fused kernel; any other
+# pairwise decay (content-dependent or trained rates, or a large grid) runs ``chunked``; up to this many grid tokens
+# (prefix tokens not counted) the forms chunked cannot compute (warped, dropout) use a dense bias through SDPA, beyond
+# it paths without an N x N tensor (docs/attention.md: benchmarks/model_backends.py, benchmarks/attention.py).
 CPU_DENSE_BIAS_MAX_TOKENS = 256
 
 
@@ -111,12 +111,13 @@ def _auto(
     if bias is None or bias.decomposed:
         return "sdpa"
     cpu = q.device.type == "cpu"
+    if cpu and bias.precomputed is not None:  # a fixed decay's kept dense bias: nothing to build per call
+        return "sdpa"
     small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
     blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
-    # on a small grid, a fixed decay's kept bias, or a call that fits one block of the chunked kernel (nothing to
-    # gain from it but its Python loop), go to SDPA
+    # on a small grid, a call that fits one block of the chunked kernel gains nothing from it but its Python loop
     one_block = q.shape[0] * q.shape[1] * q.shape[2] ** 2 <= BLOCK_ELEMENTS
-    if cpu and blocked and not (small and (one_block or (bias.constant and not rates_grad))):
+    if cpu and blocked and not (small and one_block):
         return "chunked"
     if cpu and small:
         return "sdpa"

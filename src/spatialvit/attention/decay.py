@@ -23,6 +23,9 @@ from .registry import register_attention
 from .softmax import SoftmaxAttention
 
 FULL_BACKENDS = ("factorised", "flex", "sdpa", "reference", "chunked")
+# A fixed decay keeps its dense bias [1, heads, N, N] (per layer) while its rates need no gradient, up to this many
+# entries (16 MiB in float32: 4 heads at N = 1024); beyond, no N x N tensor is kept.
+KEEP_DENSE_MAX = 2**22
 DECOMPOSED_BACKENDS = ("sdpa", "reference")
 
 
@@ -76,7 +79,9 @@ class FixedDecay(nn.Module):
         rates = self.log_rate.exp().to(x.dtype)[None, :, None].expand(1, -1, grid[0] * grid[1])
         bias = ManhattanBias(grid, rates, num_prefix, constant=True, decomposed=self.decomposed)
         frozen = not (torch.is_grad_enabled() and self.log_rate.requires_grad)
-        if frozen and not self.decomposed and not torch.compiler.is_compiling():
+        n = num_prefix + grid[0] * grid[1]
+        keep = frozen and len(self.log_rate) * n * n <= KEEP_DENSE_MAX and not self.decomposed
+        if keep and not torch.compiler.is_compiling():
             bias.precomputed = partial(self._cached_dense, bias, x.dtype, x.device)
         return bias
 

@@ -163,39 +163,45 @@ class _PairwiseDecay(torch.autograd.Function):
         dv = v.new_empty(h, B, n, v.shape[-1])
         shared = rates.shape[0] != B
         dr = rates.new_zeros(h, rates.shape[0], n) if ctx.needs_input_grad[3] else None
-        first = True
-        for chunk in blocks.chunks:
+        whole, grouped = len(blocks.chunks) == 1, len(blocks.groups) > 1
+        heads = list(zip(*(t.unbind(1) for t in (q, k, v, grad, rates))))  # per head: [B, N, .] strided, rates [b, N]
+        for c, chunk in enumerate(blocks.chunks):
             half = blocks.half(chunk)
-            for j in range(h):
+            for j, (qj, kj, vj, gj, rj) in enumerate(heads):
                 for i in blocks.groups:
-                    ri = rates[:1, j] if shared else rates[i, j]
-                    qc, kj, vj, go = q[i, j, chunk], k[i, j], v[i, j], grad[i, j, chunk]
-                    bias = torch.add(ri[:, chunk, None], ri[:, None, :]).mul_(half)
-                    if shared:  # one bias for the group, broadcast
+                    if grouped:
+                        qj, kj, vj, gj = (t[i] for t in heads[j][:4])
+                        rj = heads[j][4] if shared else heads[j][4][i]
+                    qc, go, rc = (qj, gj, rj) if whole else (qj[:, chunk], gj[:, chunk], rj[:, chunk])
+                    bias = torch.add(rc[:, :, None], rj[:, None, :]).mul_(half)
+                    if shared:  # one bias for every image of the group, broadcast
                         logits = torch.baddbmm(bias, qc, kj.transpose(1, 2), alpha=scale)
                     else:
                         logits = bias.baddbmm_(qc, kj.transpose(1, 2), alpha=scale)
                     w = torch.softmax(logits, -1)
                     ds = torch._softmax_backward_data(torch.bmm(go, vj.transpose(1, 2)), w, -1, w.dtype)
-                    if len(blocks.chunks) == 1:
+                    if whole:
                         torch.bmm(ds, kj, out=dq[j, i])
-                    else:
-                        dq[j, i, chunk] = torch.bmm(ds, kj)
-                    if first:
                         torch.bmm(w.transpose(1, 2), go, out=dv[j, i])
                         torch.bmm(ds.transpose(1, 2), qc, out=dk[j, i])
                     else:
-                        dv[j, i].baddbmm_(w.transpose(1, 2), go)
-                        dk[j, i].baddbmm_(ds.transpose(1, 2), qc)
-                    if dr is not None:
+                        dq[j, i, chunk] = torch.bmm(ds, kj)
+                        if c == 0:
+                            torch.bmm(w.transpose(1, 2), go, out=dv[j, i])
+                            torch.bmm(ds.transpose(1, 2), qc, out=dk[j, i])
+                        else:
+                            dv[j, i].baddbmm_(w.transpose(1, 2), go)
+                            dk[j, i].baddbmm_(ds.transpose(1, 2), qc)
+                    if dr is not None:  # row sums (the query's rate) and column sums (the key's) of dS * M
                         m = ds.mul_(half)
-                        rsum, csum = m.sum(-1), m.sum(-2)
                         if shared:
-                            rsum, csum = rsum.sum(0, keepdim=True), csum.sum(0, keepdim=True)
-                        target = dr[j, :1] if shared else dr[j, i]
-                        target[:, chunk] += rsum
-                        target += csum
-            first = False
+                            dr[j, 0, chunk] += m.sum((0, 2))
+                            dr[j, 0] += m.sum((0, 1))
+                        elif whole:
+                            torch.add(m.sum(-1), m.sum(-2), out=dr[j, i])
+                        else:
+                            dr[j, i, chunk] += m.sum(-1)
+                            dr[j, i] += m.sum(-2)
         dq.mul_(scale)
         dk.mul_(scale)
         grads = tuple(t.permute(1, 0, 2, 3) for t in (dq, dk, dv))
