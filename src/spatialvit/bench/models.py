@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,36 +96,43 @@ def _timm_model(img_size: int, patch: int, in_chans: int, num_classes: int) -> n
     )
 
 
-def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str, repeats: int) -> dict[str, float]:
-    """Parameters (millions), images/s and peak MiB of a training step and of an inference batch."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    autocast = torch.autocast(x.device.type, dtype=DTYPES[dtype], enabled=dtype != "float32")
+class _Steps:
+    """A model's training step (forward + cross-entropy + backward + AdamW step) and inference batch, timed."""
 
-    def train_step() -> None:
-        with autocast:
-            loss = nn.functional.cross_entropy(model(x).float(), y)
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str) -> None:
+        self.model, self.x, self.y = model, x, y
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.autocast = torch.autocast(x.device.type, dtype=DTYPES[dtype], enabled=dtype != "float32")
+        self.times: dict[str, list[float]] = {"train": [], "infer": []}
+
+    def train_step(self) -> None:
+        self.model.train()
+        with self.autocast:
+            loss = nn.functional.cross_entropy(self.model(self.x).float(), self.y)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
 
     @torch.no_grad()
-    def infer() -> None:
-        with autocast:
-            model(x)
+    def infer(self) -> None:
+        self.model.eval()
+        with self.autocast:
+            self.model(self.x)
 
-    model.train()
-    train_step()  # allocates the optimiser state before the memory measurement
-    train_s = time_call(train_step, x.device, repeats)
-    train_mib = peak_mib(train_step, x.device)
-    model.eval()
-    infer_s = time_call(infer, x.device, repeats)
-    return {
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "train_img_s": len(x) / train_s,
-        "infer_img_s": len(x) / infer_s,
-        "train_peak_mib": train_mib,
-        "infer_peak_mib": peak_mib(infer, x.device),
-    }
+    def time(self, mode: str) -> None:
+        """One more timed call (``mode``: train or infer)."""
+        self.times[mode].append(time_call(self.train_step if mode == "train" else self.infer, self.x.device, 1, 0))
+
+    def row(self) -> dict[str, float]:
+        """Parameters (millions), images/s (median of the timed calls) and peak MiB of a step and of a batch."""
+        n = len(self.x)
+        return {
+            "params_m": sum(p.numel() for p in self.model.parameters()) / 1e6,
+            "train_img_s": n / statistics.median(self.times["train"]),
+            "infer_img_s": n / statistics.median(self.times["infer"]),
+            "train_peak_mib": peak_mib(self.train_step, self.x.device),
+            "infer_peak_mib": peak_mib(self.infer, self.x.device),
+        }
 
 
 def bench_models(
@@ -144,7 +152,10 @@ def bench_models(
 
     A training step is forward + cross-entropy + backward + AdamW step on random images ``[batch_size, in_chans,
     img_size, img_size]``; inference is a forward under ``no_grad``. ``dtype='bfloat16'`` runs under autocast.
-    With ``timm_reference`` and timm installed, timm's ViT-Tiny recipe at the same patch size is appended."""
+    Every model is built and warmed up first; then ``repeats`` rounds each time one training step and one inference
+    batch of every model in turn (round-robin), and the medians give the images/s. Peak memory: one more call each,
+    apart from the timed ones. With ``timm_reference`` and timm installed, timm's ViT-Tiny recipe at the same patch
+    size is appended."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not models:
@@ -159,10 +170,20 @@ def bench_models(
     if timm_reference and _timm_model(img_size, patch, in_chans, num_classes) is not None:
         builders.append((f"timm:{TIMM_REFERENCE}", lambda: _timm_model(img_size, patch, in_chans, num_classes)))
 
-    rows = []
-    for name, build in tqdm(builders, desc="bench models", disable=not progress):
+    steps = []
+    for _, build in builders:
         torch.manual_seed(0)
-        rows.append({"model": name, **_measure(build().to(device), x, y, dtype, repeats)})
+        step = _Steps(build().to(device), x, y, dtype)
+        step.train_step()  # warm-up; allocates the optimiser state before any measurement
+        step.infer()
+        steps.append(step)
+    # Round-robin: every round times one training step and one inference batch of every model in turn, so a change
+    # of load on a shared machine falls on all models alike and the ratios of the medians stay comparable.
+    for _ in tqdm(range(repeats), desc="bench models", disable=not progress):
+        for step in steps:
+            step.time("train")
+            step.time("infer")
+    rows = [{"model": name, **step.row()} for (name, _), step in zip(builders, steps)]
     base = rows[0]
     for row in rows:
         row["x_base_train"] = row["train_img_s"] / base["train_img_s"]
