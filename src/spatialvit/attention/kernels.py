@@ -106,8 +106,8 @@ class _Blocks:
         heads = 1 if per_head else h
         rows = min(n, rows or max(CHUNK_MIN_ROWS, BLOCK_ELEMENTS // (heads * n)))
         self.chunks = [slice(r, min(r + rows, n)) for r in range(0, n, rows)]
-        count = -(-B // max(1, BLOCK_ELEMENTS // (heads * rows * n)))
-        size = -(-B // count)  # groups of equal size, no small remainder
+        count = max(1, round(B * heads * rows * n / BLOCK_ELEMENTS))
+        size = -(-B // count)  # groups of about equal size, no small remainder
         self.groups = [slice(b, min(b + size, B)) for b in range(0, B, size)]
         self.full = half_distance(grid, num_prefix, q.device, q.dtype) if n * n <= HALF_DISTANCE_CACHE_MAX else None
         self.coords = tuple(c.to(q.dtype) for c in grid_coords(grid, q.device)) if self.full is None else None
