@@ -144,3 +144,12 @@ def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(
     assert bias.precomputed is None
     many = torch.randn(400, 3, 16, 8)  # more than one block of the chunked kernel
     assert resolve_backend("auto", mixer.supported_backends, many, bias) == "chunked"
+
+
+def test_chunked_is_refused_where_it_cannot_compute_the_bias():
+    with pytest.raises(ValueError, match="warped"):
+        create_attention("cag", 24, num_heads=3, form="warped", backend="chunked")
+    with pytest.raises(ValueError, match="decomposed"):
+        create_attention("decay", 24, num_heads=3, decomposed=True, backend="chunked")
+    with pytest.raises(ValueError, match="backend"):
+        create_attention("softmax", 24, num_heads=3, backend="chunked")
