@@ -230,7 +230,9 @@ def test_auto_backend_choice_and_flex_fallback_warns():
     assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "chunked"
     with torch.no_grad():
         assert _choose(learnable, q, learnable.spatial_bias(xs, grid)) == "sdpa"
-        assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "chunked"
+        assert _choose(cag, q, cag.spatial_bias(xs, grid)) == "sdpa"  # 2 x 3 x 257 x 257: a small dense bias
+        many = torch.randn(32, 257, DIM)  # 32 x 3 x 257 x 257 > 2**22 entries
+        assert _choose(cag, cag.project(many, grid)[0], cag.spatial_bias(many, grid)) == "chunked"
     assert _choose(warped, q, warped.spatial_bias(xs, grid)) == "sdpa"
     one_block = torch.randn(1, 65, DIM, requires_grad=True)  # 1 x 3 x 65 x 65 logits: a single block of chunked
     assert _choose(cag, cag.project(one_block, (8, 8))[0], cag.spatial_bias(one_block, (8, 8))) == "sdpa"

@@ -142,7 +142,8 @@ def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(
     monkeypatch.setattr(decay, "KEEP_DENSE_MAX", 3 * 16 * 16 - 1)
     bias = mixer.decay(x, GRID, 1)
     assert bias.precomputed is None
-    many = torch.randn(400, 3, 16, 8)  # more than one block of the chunked kernel
+    assert resolve_backend("auto", mixer.supported_backends, torch.randn(400, 3, 16, 8), bias) == "sdpa"  # small
+    many = torch.randn(6000, 3, 16, 8)  # its dense bias would exceed backend.CPU_DENSE_BIAS_MAX_ELEMENTS
     assert resolve_backend("auto", mixer.supported_backends, many, bias) == "chunked"
 
 

@@ -34,6 +34,10 @@ NO_DROPOUT = ("flex", "chunked")
 # (prefix tokens not counted) the forms chunked cannot compute (warped, dropout) use a dense bias through SDPA, beyond
 # it paths without an N x N tensor (docs/attention.md: benchmarks/model_backends.py, benchmarks/attention.py).
 CPU_DENSE_BIAS_MAX_TOKENS = 256
+# Inference on a small CPU grid: a content-dependent dense bias of at most this many entries (16 MiB in float32; B x h
+# x N x N) through SDPA beats the chunked kernel's blocks at 2 threads (micro ViT, batch 64: 1.1 M); above it (tiny
+# ViT at 64 x 64, batch 64: 12.7 M) the chunked blocks win (docs/attention.md).
+CPU_DENSE_BIAS_MAX_ELEMENTS = 2**22
 
 
 class _FlexState:
@@ -115,9 +119,11 @@ def _auto(
         return "sdpa"
     small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
     blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
-    # on a small grid, a call that fits one block of the chunked kernel gains nothing from it but its Python loop
-    one_block = q.shape[0] * q.shape[1] * q.shape[2] ** 2 <= BLOCK_ELEMENTS
-    if cpu and blocked and not (small and one_block):
+    # On a small grid SDPA takes the dense bias when the call fits one block of the chunked kernel (nothing to gain
+    # from it but its Python loop) and, without gradients, while that bias is at most CPU_DENSE_BIAS_MAX_ELEMENTS.
+    logits = q.shape[0] * q.shape[1] * q.shape[2] ** 2
+    dense = logits <= BLOCK_ELEMENTS or (not rates_grad and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS)
+    if cpu and blocked and not (small and dense):
         return "chunked"
     if cpu and small:
         return "sdpa"
