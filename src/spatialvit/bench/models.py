@@ -35,7 +35,7 @@ class BenchConfig(Config):
     repeats: int = option(5, "timed calls per measurement (the median is reported)")
     threads: int | None = option(None, "torch CPU threads (none: torch's choice; 1 is steadier on a busy CPU)")
     timm: bool = option(True, "add timm's ViT-Tiny recipe as a reference when timm is installed")
-    out: str = option("results/bench", "output folder")
+    out: str = option("results/bench", "output folder", metavar="DIR")
     overwrite: bool = option(False, "replace the tables of an earlier run in out")
     progress: bool = option(True, "progress bar on a terminal")
 

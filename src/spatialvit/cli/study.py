@@ -10,7 +10,8 @@ import time
 
 from ..config import add_arguments, given
 from ..report.tables import markdown_table
-from ..study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
+from ..study import StudyConfig, run_study
+from ..study.report import shown_comparison
 from ..train import TrainConfig
 from .common import command, repeatable
 
@@ -80,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if result is None:  # a non-zero torchrun rank: training only
         return 0
     print(f"\nstudy of {len(config.models)} models on {config.data} in {time.perf_counter() - t0:.0f}s")
-    print(markdown_table(result.comparison, 3, [*COLUMNS, *WALL_CLOCK]))
+    print(markdown_table(shown_comparison(result.comparison)))
     print(f"\nreport: {result.out / 'report.md'} and {result.out / 'report.html'}")
     return 0

@@ -40,7 +40,7 @@ class SensitivityRunConfig(Config):
     device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
     amp: bool = option(True, "autocast on GPU")
     examples: int = option(4, "images in examples.png (0: no figure)")
-    out: str = option("results/sensitivity", "output folder")
+    out: str = option("results/sensitivity", "output folder", metavar="DIR")
     overwrite: bool = option(False, "replace the tables and figures of an earlier sweep in out")
     progress: bool = option(True, "progress bars on a terminal")
 
