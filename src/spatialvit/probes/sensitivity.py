@@ -520,7 +520,7 @@ def _sweep_result(sweep: _Sweep, totals: _Totals, patch: tuple[int, int] | None,
     """Per-image means of the totals as a :class:`SensitivityResult`."""
     per = (totals.stats / totals.seen).tolist()
     nan = float("nan")
-    top5 = totals.classes >= 10
+    top5 = totals.classes > 5  # top-k only where k < classes: top-5 of 5 classes is always 100 %
     labeled = totals.labeled
     results = [
         SettingResult(
