@@ -98,3 +98,17 @@ def describe_changes(saved: dict, current: dict, ignore: Iterable[str] = ()) -> 
     skip = set(ignore)
     keys = [k for k in dict.fromkeys([*saved, *current]) if k not in skip and saved.get(k) != current.get(k)]
     return "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in keys)
+
+
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
+def resume_command(argv: Sequence[str], flag: str = "--resume") -> str:
+    """The command line that continues the run ``spatialvit argv`` started: ``argv`` without ``--overwrite`` (a
+    resumed run must not start again) and with ``flag`` (unless already there), quoted for a POSIX shell."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--no-resume")]
+    if flag not in kept and not any(a.startswith(flag + "=") for a in kept):
+        kept.append(flag)
+    return shlex.join(["spatialvit", *kept])

@@ -32,9 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``spatialvit`` and ``python -m spatialvit``; returns the exit code."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"spatialvit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nspatialvit {args.command}: interrupted. {_after_interrupt(args, argv)}", file=sys.stderr)
+        return 130
+
+
+def _after_interrupt(args: argparse.Namespace, argv: list[str]) -> str:
+    """What is kept after Ctrl-C, and the exact command that goes on (a command sets ``resumable`` when it writes
+    checkpoints atomically and can continue from them)."""
+    from ..runtime import resume_command
+
+    if getattr(args, "resumable", False):
+        return f"Completed checkpoints are intact (written atomically); continue with: {resume_command(argv)}"
+    return "Nothing it wrote is half-finished; run the same command again (add --overwrite if it refuses)."

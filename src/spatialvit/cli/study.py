@@ -46,6 +46,7 @@ spatialvit study --checkpoint vit_micro_patch4=runs/vit/last.pt --models vit_mic
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "study", DESCRIPTION, EXAMPLES, run)
+    p.set_defaults(resumable=True)  # Ctrl-C prints the command that continues it
     p.add_argument(
         "--config", metavar="FILE", help="study YAML (configs/study_digits.yaml, configs/cifar10_tiny.yaml, ...)"
     )

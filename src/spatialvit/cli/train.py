@@ -33,6 +33,7 @@ torchrun --nproc_per_node=4 -m spatialvit train --config configs/digits_micro.ya
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "train", DESCRIPTION, EXAMPLES, run)
+    p.set_defaults(resumable=True)  # Ctrl-C prints the command that continues it
     p.add_argument("--config", metavar="FILE", help="YAML file of config keys (see configs/digits_micro.yaml)")
     add_arguments(p, TrainConfig, skip=("resume",))
     keys = TrainConfig.describe()
