@@ -202,3 +202,14 @@ def test_several_seeds_give_student_t_intervals_paired_differences_and_claims(tm
         assert (c["verdict"] == "not resolved at this budget") == inside
     html = (tmp_path / "report.html").read_text()
     assert "3 seeds (0, 1, 2)" in html and " ± " in html and "## Claims" in (tmp_path / "report.md").read_text()
+
+
+def test_the_study_report_fits_a_1280_px_window(study):
+    """The real report.html (every table, the plots) in headless Chromium at 1280 px: nothing wider than the
+    window; wide tables scroll inside their own box."""
+    from html_layout import find_chromium, layout_facts
+
+    if find_chromium() is None:
+        pytest.skip("chromium not installed (Debian package `chromium`): report.html layout unchecked")
+    facts = layout_facts(study.out / "report.html", 1280, 900)
+    assert facts["overflowing"] == [] and facts["scrollWidth"] <= facts["clientWidth"]
