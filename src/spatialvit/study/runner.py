@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # Per-seed columns that are summarised over seeds (mean ± CI); the wall-clock ones vary between runs, everything
 # else is fixed by the seed.
 MEASURES = (
+    "test_acc1",
     "clean_acc1",
     "ssi_shuffle",
     "ssi_mask",
@@ -204,6 +205,9 @@ def _analyse(
     summary = res.summary()
     row: dict[str, Any] = {"model": name, "seed": seed, "source": source}
     row |= {"params": sum(p.numel() for p in clf.parameters()), "epochs": len(history) or None}
+    # top-1 on the whole test split from the run's own final evaluation; clean_acc1: on the images the sweep used
+    last = history[-1] if history else {}
+    row["test_acc1"] = last["test_top1"] / 100 if last.get("test_top1") is not None else None
     row |= {"clean_acc1": res.clean_acc1}
     row |= {k: summary.get(k) for k in ("ssi_shuffle", "ssi_mask")}
     # SSI of a model that falls to chance (1/classes) under every perturbation: the scale's top for this model.
