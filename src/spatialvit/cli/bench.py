@@ -32,7 +32,7 @@ Benchmarks. WHAT is one of:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..bench.models import BenchConfig
+    from ..bench.config import BenchConfig
     from ..config import add_arguments
 
     p = command(sub, "bench", BENCH_TEXT, EXAMPLES)
@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.models import BenchConfig, run_bench
+    from ..bench.config import BenchConfig
+    from ..bench.models import run_bench
     from ..config import given
     from ..report.tables import markdown_table
 

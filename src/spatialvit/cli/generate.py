@@ -6,23 +6,14 @@ import argparse
 import json
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import add_arguments, given
-from ..data import load_dataset, resize_images
-from ..generation import (
-    DenoiserConfig,
-    denoiser_from_checkpoint,
-    generation_metrics,
-    save_image_grid,
-)
-from ..generation.loop import train_on_dataset
-from ..generation.sampler import SamplingConfig, sample_classes
-from ..report.tables import markdown_table, save_table
-from ..runtime import claim_outputs, resolve_device
-from ..train.checkpoint import classifier_from_checkpoint
+from ..generation.config import DenoiserConfig, SamplingConfig
 from .common import command, positive_int
+
+if TYPE_CHECKING:
+    import torch
 
 DENOISER_FILES = ("denoiser.pt", "losses.*", "samples.png")
 DESCRIPTION = """\
@@ -156,6 +147,10 @@ def json_object(text: str) -> dict:
 
 
 def _setup(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..runtime import resolve_device
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -168,10 +163,16 @@ def _sampling(args: argparse.Namespace) -> SamplingConfig:
 
 def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     """The sample grid's images and labels, with the sampling flags and the seed of ``args``."""
+    from ..generation.sampler import sample_classes
+
     return sample_classes(model, _sampling(args), seed=args.seed, progress=not args.no_progress)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..generation.loop import denoiser_from_checkpoint, train_on_dataset
+    from ..generation.sampler import save_image_grid
+    from ..runtime import claim_outputs
+
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue the run or start it again")
     if not args.resume:
@@ -205,6 +206,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..generation.loop import denoiser_from_checkpoint
+    from ..generation.sampler import save_image_grid
+    from ..runtime import claim_outputs
+
     for path in filter(None, [args.out, args.save_tensor]):
         claim_outputs(path.parent, [path.name], overwrite=args.overwrite)
     _setup(args)
@@ -220,6 +227,16 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import load_dataset, resize_images
+    from ..generation.evaluate import generation_metrics
+    from ..generation.loop import denoiser_from_checkpoint
+    from ..generation.sampler import save_image_grid
+    from ..report.tables import markdown_table, save_table
+    from ..runtime import claim_outputs
+    from ..train.checkpoint import classifier_from_checkpoint
+
     _setup(args)
     runs = [path.parent.name or path.stem for path in args.checkpoints]
     if len(set(runs)) != len(runs):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import add_arguments, given
-from ..probes.compare import SensitivityRunConfig, run_sensitivity
-from ..probes.sensitivity import SweepConfig
-from ..report.tables import markdown_table
+from ..probes.config import SensitivityRunConfig, SweepConfig
 from .common import command, repeatable
 
 DESCRIPTION = """\
@@ -37,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..probes.compare import run_sensitivity
+    from ..report.tables import markdown_table
+
     values = given(args, SensitivityRunConfig)
     values["sweep"] = given(args, SweepConfig, dest_prefix="sweep.")
     results, paths = run_sensitivity(SensitivityRunConfig.from_dict(values))

@@ -9,9 +9,8 @@ import sys
 import time
 
 from ..config import add_arguments, given
-from ..report.tables import markdown_table
-from ..study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
-from ..train import TrainConfig
+from ..study.config import StudyConfig
+from ..train.config import TrainConfig
 from .common import command, repeatable
 
 # Training keys a study takes as flags (all of train: in YAML).
@@ -53,7 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p, "--checkpoint", dest="checkpoint", metavar="MODEL=PATH", help="use this checkpoint for MODEL (repeatable)"
     )
     train = p.add_argument_group("training (keys of train:, shared by every model)")
-    add_arguments(train, TrainConfig, keys=TRAIN_FLAGS, defaults=StudyConfig().train, dest_prefix="train.")
+    add_arguments(
+        train, TrainConfig, keys=TRAIN_FLAGS, defaults=StudyConfig.describe()["train"][0], dest_prefix="train."
+    )
 
 
 def build_config(args: argparse.Namespace) -> StudyConfig:
@@ -73,6 +74,9 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.tables import markdown_table
+    from ..study.runner import COLUMNS, WALL_CLOCK, run_study
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = build_config(args)
     t0 = time.perf_counter()

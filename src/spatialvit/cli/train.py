@@ -10,9 +10,7 @@ from typing import Any
 import yaml
 
 from ..config import add_arguments, given
-from ..report.tables import markdown_table
-from ..train import TrainConfig, fit
-from ..train.loop import saved_config
+from ..train.config import TrainConfig
 from .common import command, repeatable
 
 DESCRIPTION = """\
@@ -49,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.tables import markdown_table
+    from ..train.loop import fit
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = build_config(args)
     result = fit(config)
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults <- the resumed checkpoint's config or ``--config`` <- the flags given on the command line."""
+    from ..train.loop import saved_config
+
     overrides = given(args, TrainConfig)
     if "model_kwargs" in overrides:
         overrides["model_kwargs"] = _key_values(overrides["model_kwargs"])

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-CLUSTER_METHODS = ("spectral", "agglomerative")
+from .config import CLUSTER_METHODS
 
 
 def _check(A: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

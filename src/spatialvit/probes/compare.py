@@ -14,41 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..config import Config, option
 from ..data import DatasetInfo, load_dataset
 from ..runtime import claim_outputs, resolve_device
-from .sensitivity import SensitivityResult, SettingResult, SweepConfig, check_input, save_comparison, sensitivity_sweep
+from .config import SensitivityRunConfig, SweepConfig  # noqa: F401  (re-exported)
+from .sensitivity import SensitivityResult, SettingResult, check_input, save_comparison, sensitivity_sweep
 
 # What a sensitivity run writes into its folder.
 SWEEP_FILES = ("sweep.*", "summary.*", "sensitivity.png", "shuffle.png", "mask.png", "examples.png")
-
-
-@dataclass(frozen=True)
-class SensitivityRunConfig(Config):
-    """A sensitivity benchmark run: which models, which data, the sweep, and where the results go."""
-
-    checkpoints: list[str] = option(help="spatialvit checkpoints to compare", factory=list)
-    timm_models: list[str] = option(
-        help="pretrained timm models by name (needs the optional 'timm' extra)", factory=list
-    )
-    timm_random_init: bool = option(False, "build the timm models without pretrained weights, sized for the data")
-    data: str | None = option(None, "dataset NAME or NAME:PATH (none: the data the first checkpoint was trained on)")
-    split: str = option("test", "split to evaluate: test or train")
-    img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
-    sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
-    seed: int = option(0, "base seed of every perturbation")
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
-    amp: bool = option(True, "autocast on GPU")
-    examples: int = option(4, "images in examples.png (0: no figure)")
-    out: str = option("results/sensitivity", "output folder")
-    overwrite: bool = option(False, "replace the tables and figures of an earlier sweep in out")
-    progress: bool = option(True, "progress bars on a terminal")
-
-    def validate(self) -> None:
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
-        if self.examples < 0:
-            raise ValueError(f"examples must be >= 0, got {self.examples}")
 
 
 @dataclass
