@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._text import plural
 from ..config import add_arguments, given
 from ..generation.config import DenoiserConfig, SamplingConfig
 from .common import command, positive_int
@@ -218,7 +219,7 @@ def run_sample(args: argparse.Namespace) -> int:
     model, _, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not _sampling(args).raw_weights)
     images, labels = _samples(model.to(args.device), args)
     path = save_image_grid(images, args.out, ncol=args.per_class)
-    print(f"wrote {path} ({len(images)} samples, one row per class)")
+    print(f"wrote {path} ({plural(len(images), 'sample')}, one row per class)")
     if args.save_tensor is not None:
         args.save_tensor.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"images": images, "labels": labels}, args.save_tensor)
@@ -254,8 +255,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if clf_info.in_chans != first_info.in_chans or clf_info.num_classes != first_info.num_classes:
         raise ValueError(
-            f"classifier ({clf_info.in_chans} channels, {clf_info.num_classes} classes) does not match the "
-            f"denoiser's data ({first_info.in_chans} channels, {first_info.num_classes} classes)"
+            f"classifier ({plural(clf_info.in_chans, 'channel')}, {plural(clf_info.num_classes, 'class')}) does "
+            f"not match the denoiser's data ({plural(first_info.in_chans, 'channel')}, "
+            f"{plural(first_info.num_classes, 'class')})"
         )
     reference, _ = real(args.real_split)
     test_x, test_y = real("test")

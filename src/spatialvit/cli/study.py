@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 
+from .._text import plural
 from ..config import add_arguments, given
 from ..study.config import StudyConfig
 from ..train.config import TrainConfig
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_study(config)
     if result is None:  # a non-zero torchrun rank: training only
         return 0
-    print(f"\nstudy of {len(config.models)} models on {config.data} in {time.perf_counter() - t0:.0f}s")
+    print(f"\nstudy of {plural(len(config.models), 'model')} on {config.data} in {time.perf_counter() - t0:.0f}s")
     print(markdown_table(result.comparison, 3, [*COLUMNS, *WALL_CLOCK]))
     print(f"\nreport: {result.out / 'report.md'} and {result.out / 'report.html'}")
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .._text import plural
 from ..config import add_arguments, given
 from ..train.config import TrainConfig
 from .common import command, repeatable
@@ -54,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     result = fit(config)
     total = sum(row["epoch_time_s"] for row in result.history)
-    print(f"\n{config.model} on {config.data}: {len(result.history)} epochs, {total:.1f}s of training and evaluation")
+    print(
+        f"\n{config.model} on {config.data}: {plural(len(result.history), 'epoch')}, {total:.1f}s of training and "
+        "evaluation"
+    )
     print(markdown_table(result.summary(), digits=2))
     print(f"\nrun folder: {result.run_dir}  (checkpoints last.pt and best.pt, metrics.csv, config.yaml)")
     return 0

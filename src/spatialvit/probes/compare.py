@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .._text import plural
 from ..data import DatasetInfo, load_dataset
 from ..runtime import claim_outputs, resolve_device
 from .config import SensitivityRunConfig, SweepConfig  # noqa: F401  (re-exported)
@@ -86,7 +87,8 @@ def _check_fit(models: list[_Model], info: DatasetInfo, spec: str) -> None:
             raise ValueError(f"{m.label}: {err}") from None
         if m.trained_on is not None and m.trained_on.num_classes != info.num_classes:
             raise ValueError(
-                f"{m.label} was trained for {m.trained_on.num_classes} classes but {spec} has {info.num_classes}"
+                f"{m.label} was trained for {plural(m.trained_on.num_classes, 'class')} but {spec} has "
+                f"{info.num_classes}"
             )
 
 

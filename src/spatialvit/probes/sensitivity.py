@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._text import plural
 from ..data import Normalize
 from ..report.tables import save_table
 from ..runtime import split_classifier
@@ -227,7 +228,7 @@ def check_input(model: nn.Module, image_shape: Sequence[int]) -> None:
     C, H, W = image_shape
     chans = getattr(inner, "in_chans", None)
     if chans is not None and chans != C:
-        raise ValueError(f"the model takes {chans}-channel images but the data has {C} channels")
+        raise ValueError(f"the model takes {chans}-channel images but the data has {plural(C, 'channel')}")
     size = getattr(inner, "img_size", None) or getattr(getattr(inner, "patch_embed", None), "img_size", None)
     if size is not None and not getattr(inner, "dynamic_img_size", False):
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -439,7 +440,7 @@ def _sweep_batch(sweep: _Sweep, totals: _Totals, x: torch.Tensor, y: torch.Tenso
     if totals.labeled:
         y = y.to(sweep.device)
         if int(y.max()) >= classes or int(y.min()) < 0:
-            raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
+            raise ValueError(f"labels must lie in [0, {classes}) for a model with {plural(classes, 'output')}")
     totals.clean += _batch_stats(clean_logp, clean_logp, y)[:2]
     for i, s in enumerate(sweep.settings):
         for r in range(sweep.repeats):
