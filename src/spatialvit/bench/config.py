@@ -14,13 +14,13 @@ DTYPE_NAMES = ("float32", "bfloat16")
 class BenchConfig(Config):
     """``spatialvit bench models``: the families at one size, the input, and how long to measure."""
 
-    size: str = option("micro", "model size: micro, tiny or small")
-    patch: int = option(4, "patch size: 4 or 16")
+    size: str = option("micro", "model size", metavar="micro|tiny|small")
+    patch: int = option(4, "patch size", metavar="4|16")
     img_size: int = option(32, "image size N x N")
     in_chans: int = option(3, "input channels")
     batch_size: int = option(64, "images per step")
     device: str = option("cpu", "cpu, cuda or cuda:N")
-    dtype: str = option("float32", "float32, or bfloat16 autocast")
+    dtype: str = option("float32", "float32, or bfloat16 autocast", metavar="|".join(DTYPE_NAMES))
     repeats: int = option(5, "timed calls per measurement (the median is reported)")
     threads: int | None = option(None, "torch CPU threads (none: torch's choice; 1 is steadier on a busy CPU)")
     timm: bool = option(True, "add timm's ViT-Tiny recipe as a reference when timm is installed")

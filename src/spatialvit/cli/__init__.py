@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spatialvit",
         description="Spatial structure in Vision Transformers: measure how much a classifier uses the layout of the "
         "image, train ViTs with spatial attention, and probe what they learn.",
+        epilog="`spatialvit COMMAND --help` shows a command's options, their defaults and examples.",
     )
     parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

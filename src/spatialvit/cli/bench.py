@@ -26,8 +26,8 @@ spatialvit bench models --size tiny --patch 16 --img-size 224 --device cuda --dt
 BENCH_TEXT = """\
 throughput and peak memory of the model families
 
-Benchmarks. WHAT is one of:
-  models   every ViT family against the plain ViT of its size
+Benchmarks of speed and memory; WHAT is one of the sub-commands below (`spatialvit bench WHAT --help`
+shows its options).
 """
 
 

@@ -85,9 +85,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     _train_parser(actions)
     s = command(actions, "sample", SAMPLE_TEXT, SAMPLE_EXAMPLES, run_sample)
-    s.add_argument("checkpoint", type=Path, help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)")
-    s.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG path")
-    s.add_argument("--save-tensor", type=Path, help="also save images and labels to this .pt file")
+    s.add_argument(
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)"
+    )
+    s.add_argument("--out", type=Path, default=Path("samples.png"), metavar="FILE", help="PNG file of the sample grid")
+    s.add_argument(
+        "--save-tensor",
+        type=Path,
+        metavar="FILE",
+        help="also save images and labels to this .pt file (default: not saved)",
+    )
     s.add_argument("--overwrite", action="store_true", help="replace existing --out / --save-tensor files")
     _sampling_args(s, per_class=8)
     _common_args(s)
@@ -108,13 +115,14 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--size", choices=("micro", "tiny", "small"), default="micro", help="transformer size")
     t.add_argument("--patch-size", type=positive_int, default=2, help="patch side")
-    t.add_argument("--out", type=Path, required=True, help="output folder")
+    t.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
     t.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         metavar="PATH",
-        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint",
+        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint "
+        "(default: a new run)",
     )
     t.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run (deletes it)")
     add_arguments(t.add_argument_group("optimisation"), DenoiserConfig, skip=("seed",))
@@ -124,12 +132,14 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
 
 def _evaluate_parser(actions: argparse._SubParsersAction) -> None:
     e = command(actions, "evaluate", EVALUATE_TEXT, EVALUATE_EXAMPLES, run_evaluate)
-    e.add_argument("checkpoints", type=Path, nargs="+", help="denoiser checkpoints to compare")
-    e.add_argument("--classifier", type=Path, required=True, help="classifier checkpoint of `spatialvit train`")
+    e.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="denoiser checkpoints to compare")
+    e.add_argument(
+        "--classifier", type=Path, required=True, help="classifier checkpoint of `spatialvit train` (required)"
+    )
     e.add_argument("--data", metavar="SPEC", help="dataset spec of the real images (default: the denoiser's)")
     e.add_argument("--real-split", choices=("train", "test"), default="train", help="real reference set")
     e.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall")
-    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
     e.add_argument("--name", default="generation_metrics", metavar="NAME", help="table name")
     e.add_argument("--overwrite", action="store_true", help="replace the table and sample grids of an earlier run")
     _sampling_args(e, per_class=36)

@@ -46,7 +46,10 @@ spatialvit study --checkpoint vit_micro_patch4=runs/vit/last.pt --models vit_mic
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "study", DESCRIPTION, EXAMPLES, run)
     p.add_argument(
-        "--config", metavar="FILE", help="study YAML (configs/study_digits.yaml, configs/cifar10_tiny.yaml, ...)"
+        "--config",
+        metavar="FILE",
+        help="study YAML (configs/study_digits.yaml, configs/cifar10_tiny.yaml, ...) (default: none, the defaults "
+        "shown below)",
     )
     add_arguments(p, StudyConfig)
     repeatable(

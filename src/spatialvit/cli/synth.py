@@ -94,12 +94,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _fit_args(t)
     t.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
     a = command(ops, "associate", ASSOCIATE_TEXT, ASSOCIATE_EXAMPLES, run_associate)
-    a.add_argument("model", type=Path, help="model.pt of 'synth train', or a spatialvit ViT checkpoint")
+    a.add_argument(
+        "model", type=Path, metavar="MODEL_PT", help="model.pt of 'synth train', or a spatialvit ViT checkpoint"
+    )
     a.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + " (ViT checkpoints only)")
     a.add_argument("--images", type=positive_int, default=256, help="images averaged for a ViT's attention")
     a.add_argument("--per-head", action="store_true", help="also one row per attention head (ViT)")
     a.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
-    a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), help="output folder")
+    a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), metavar="DIR", help="output folder")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     r = command(ops, "transfer", TRANSFER_TEXT, TRANSFER_EXAMPLES, run_transfer)
     _data_args(r)
@@ -120,11 +122,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB), 10k samples, 600 steps; 'small': the "
         "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps",
     )
-    p.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + "; overrides the preset's")
+    p.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + "; overrides the preset's (default: the preset's)")
     p.add_argument("--n-train", type=positive_int, help="training samples (default: preset image 10000, small 50000)")
     p.add_argument("--n-test", type=positive_int, default=2000, help="test samples")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples")
-    p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("runs/synth"), metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -135,7 +137,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         f"optimisation (defaults of --preset image; small: steps {small.steps}, attn-lr {small.attn_lr}, max-step none)"
     )
     add_arguments(g, FitSettings, skip=("train_attention",), defaults=PRESETS["image"]["fit"])
-    p.add_argument("--activation", choices=ACTIVATION_NAMES, default="poly5", help="default: poly5")
+    p.add_argument("--activation", choices=ACTIVATION_NAMES, default="poly5", help="act of F(X) (poly5: z^5 + 0.03 z)")
     p.add_argument("--values", type=int, default=1, metavar="N", help="value vectors per output (default: 1)")
     p.add_argument(
         "--value-init-std",

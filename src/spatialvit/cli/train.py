@@ -12,7 +12,7 @@ import yaml
 from .._text import plural
 from ..config import add_arguments, given
 from ..train.config import TrainConfig
-from .common import command, repeatable
+from .common import command, explain_default, repeatable
 
 DESCRIPTION = """\
 train a model on a dataset
@@ -32,8 +32,13 @@ torchrun --nproc_per_node=4 -m spatialvit train --config configs/digits_micro.ya
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "train", DESCRIPTION, EXAMPLES, run)
-    p.add_argument("--config", metavar="FILE", help="YAML file of config keys (see configs/digits_micro.yaml)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file of config keys (see configs/digits_micro.yaml) (default: none, the defaults shown below)",
+    )
     add_arguments(p, TrainConfig, skip=("resume",))
+    explain_default(p, "stop_after", "run to the end of the schedule")
     keys = TrainConfig.describe()
     help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML (repeatable, e.g. --model-arg drop_path_rate=0.1)"
     repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text)

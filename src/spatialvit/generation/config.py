@@ -30,7 +30,7 @@ class DenoiserConfig(Config):
     warmup: int = option(100, "linear warm-up steps")
     ema_decay: float = option(0.995, "decay of the EMA weights used for sampling")
     label_dropout: float = option(0.1, "share of labels replaced by 'no class' (for classifier-free guidance)")
-    t_sampling: str = option("logit_normal", f"distribution of the flow times: {', '.join(T_SAMPLING)}")
+    t_sampling: str = option("logit_normal", "distribution of the flow times", metavar="|".join(T_SAMPLING))
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
     checkpoint_every: int = option(500, "steps between checkpoints")
     seed: int = option(0, "seed of initialisation, batches, times, noise and label dropout")
@@ -51,7 +51,7 @@ class SamplingConfig(Config):
 
     per_class: int = option(8, "samples per class")
     sample_steps: int = option(10, "ODE steps")
-    sampler: str = option("heun", f"ODE solver: {', '.join(SAMPLERS)} (heun: 2 model calls a step)")
+    sampler: str = option("heun", "ODE solver (heun: 2 model calls a step)", metavar="|".join(SAMPLERS))
     cfg_scale: float = option(2.0, "classifier-free guidance scale (1: none)")
     raw_weights: bool = option(False, "sample with the raw weights instead of the EMA")
 

@@ -111,7 +111,7 @@ class SensitivityRunConfig(Config):
     )
     timm_random_init: bool = option(False, "build the timm models without pretrained weights, sized for the data")
     data: str | None = option(None, "dataset NAME or NAME:PATH (none: the data the first checkpoint was trained on)")
-    split: str = option("test", "split to evaluate: test or train")
+    split: str = option("test", "split to evaluate", metavar="test|train")
     img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
     sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
     seed: int = option(0, "base seed of every perturbation")
