@@ -37,5 +37,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        print(f"spatialvit {args.command}: error: {err}", file=sys.stderr)
+        print(f"{getattr(args, 'prog', None) or 'spatialvit ' + args.command}: error: {err}", file=sys.stderr)
         return 2

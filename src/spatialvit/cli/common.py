@@ -76,7 +76,7 @@ def command(
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in lines) if lines else None
     p = sub.add_parser(name, help=summary, description=text, epilog=epilog, formatter_class=HelpFormatter)
     if func is not None:
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, prog=p.prog)  # prog: "spatialvit synth train", the prefix of its errors
     return p
 
 
