@@ -5,12 +5,13 @@ from __future__ import annotations
 
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """``n`` and ``noun`` in the number ``n`` asks for: singular for exactly 1 (and -1), else ``plural_form`` or
-    the regular English plural (class -> classes, entry -> entries, epoch -> epochs). Thousands get commas."""
+    the regular English plural (class -> classes, batch -> batches, entry -> entries, epoch -> epochs). Thousands
+    get commas."""
     if abs(n) == 1:
         word = noun
     elif plural_form is not None:
         word = plural_form
-    elif noun.endswith(("s", "x", "z", "ch", "sh")):
+    elif noun.endswith(("s", "x", "z", "sh", "tch", "nch", "rch")):  # batches, benches; but epochs
         word = noun + "es"
     elif noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u"):
         word = noun[:-1] + "ies"

@@ -80,6 +80,8 @@ def command(
     return p
 
 
-def repeatable(p: argparse.ArgumentParser, flag: str, *, dest: str, metavar: str, help: str) -> None:
-    """A flag given once per value, collected into the list ``dest`` (absent when never given)."""
+def repeatable(p: argparse.ArgumentParser, flag: str, *, dest: str, metavar: str, help: str, default: str) -> None:
+    """A flag given once per value, collected into the list ``dest`` (absent when never given); ``default`` says
+    what happens without it."""
+    help = f"{help} (repeatable; default: {default})"
     p.add_argument(flag, dest=dest, action="append", default=argparse.SUPPRESS, metavar=metavar, help=help)

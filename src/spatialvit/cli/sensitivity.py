@@ -28,8 +28,9 @@ spatialvit sensitivity --timm-model deit_small_patch16_224 --data folder:/data/i
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "sensitivity", DESCRIPTION, EXAMPLES, run)
     keys = SensitivityRunConfig.describe()
-    repeatable(p, "--checkpoint", dest="checkpoints", metavar="PATH", help=f"{keys['checkpoints'][1]} (repeatable)")
-    repeatable(p, "--timm-model", dest="timm_models", metavar="NAME", help=f"{keys['timm_models'][1]} (repeatable)")
+    need = "none; give at least one --checkpoint or --timm-model"
+    repeatable(p, "--checkpoint", dest="checkpoints", metavar="PATH", help=keys["checkpoints"][1], default=need)
+    repeatable(p, "--timm-model", dest="timm_models", metavar="NAME", help=keys["timm_models"][1], default=need)
     add_arguments(p, SensitivityRunConfig, skip=("checkpoints", "timm_models"))
     add_arguments(p.add_argument_group("the sweep"), SweepConfig, dest_prefix="sweep.")
 

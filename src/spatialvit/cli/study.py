@@ -53,7 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_arguments(p, StudyConfig)
     repeatable(
-        p, "--checkpoint", dest="checkpoint", metavar="MODEL=PATH", help="use this checkpoint for MODEL (repeatable)"
+        p,
+        "--checkpoint",
+        dest="checkpoint",
+        metavar="MODEL=PATH",
+        help="use this checkpoint for MODEL instead of training it",
+        default="train every model",
     )
     train = p.add_argument_group("training (keys of train:, shared by every model)")
     add_arguments(

@@ -40,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, TrainConfig, skip=("resume",))
     explain_default(p, "stop_after", "run to the end of the schedule")
     keys = TrainConfig.describe()
-    help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML (repeatable, e.g. --model-arg drop_path_rate=0.1)"
-    repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text)
+    help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML, e.g. --model-arg drop_path_rate=0.1"
+    repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text, default="none")
     p.add_argument(
         "--resume",
         nargs="?",

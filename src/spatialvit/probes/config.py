@@ -67,7 +67,8 @@ class SweepConfig(Config):
         metavar="|".join(FILLS),
     )  # fmt: skip
     rotate_grids: list[Any] = option(
-        help="grids whose blocks each turn by a random multiple of 90 degrees", factory=list, parse=parse_grids,
+        help="grids whose blocks each turn by a random multiple of 90 degrees (none: no rotation)", factory=list,
+        parse=parse_grids,
         metavar="GRIDS",
     )  # fmt: skip
     repeats: int = option(3, "random draws per setting (standard errors need at least 2)")

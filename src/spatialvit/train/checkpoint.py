@@ -107,7 +107,7 @@ def _looks_like(path: Path) -> str | None:
         head = f.read(4096)
     if not head:
         return "an empty file"
-    if b"\0" in head:
+    if any(byte < 32 and byte not in b"\t\n\f\r" for byte in head):  # control bytes: binary (a zip, a pickle)
         return None
     for cut in (head, head[:-3]):  # the first 4 KiB may end inside a multi-byte character
         try:
