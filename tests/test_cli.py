@@ -76,7 +76,7 @@ def test_bad_input_gives_clean_error(argv, message, capsys, tmp_path, monkeypatc
         (b"\x00garbage", "is corrupt or not a PyTorch checkpoint"),
         (b"PK\x03\x04broken zip", "is corrupt or not a PyTorch checkpoint"),
         (b"root:x:0:0:root:/root:/bin/bash\n", "is not a spatialvit checkpoint (it looks like a text file, starting "),
-        (b"", "is not a spatialvit checkpoint (it looks like an empty file)"),
+        (b"", "is not a spatialvit checkpoint (it looks like an empty file;"),
     ],
 )
 def test_corrupt_checkpoint_error(tmp_path, capsys, content, message):

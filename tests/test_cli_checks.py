@@ -89,9 +89,9 @@ def test_models_params_and_flops(capsys):
         (["sensitivity", "--checkpoint", "x.pt", "--limit", "0"], "for all images leave it out: --limit none"),
         (["sensitivity", "--checkpoint", "x.pt", "--batch-size", "0"], "in sweep: batch_size must be positive"),
         (["synth", "train", "--batch-size", "0"], "batch_size must be >= 1 (or none for full batch), got 0"),
-        (["synth", "train", "--lr", "inf"], "lr must be a finite number > 0, got inf"),
+        (["synth", "train", "--lr", "inf"], "lr must be > 0 and finite, got inf"),
         (["generate", "train", "--out", "g", "--batch-size", "0"], "batch_size must be >= 1, got 0"),
-        (["generate", "train", "--out", "g", "--lr", "nan"], "lr must be a finite number > 0, got nan"),
+        (["generate", "train", "--out", "g", "--lr", "nan"], "lr must be > 0 and finite, got nan"),
         (["generate", "train", "--out", "g", "--attn-kwargs", "{alpha: 2}"], "not valid JSON (Expecting property "
          "name enclosed in double quotes at character 2): {alpha: 2}"),
         (["generate", "train", "--out", "g", "--attn-kwargs", "[2]"], "expected a JSON object like"),
@@ -125,7 +125,7 @@ def test_a_resume_or_checkpoint_path_that_is_no_checkpoint_says_what_it_is(name,
     for argv in (["train", "--resume", str(path), "--out", str(tmp_path / "run")], ["eval", "--checkpoint", str(path)]):
         code, _, err = run(argv, capsys)
         assert code == 2
-        assert f"{str(path)!r} is not a spatialvit checkpoint (it looks like {looks})" in err, err
+        assert f"{str(path)!r} is not a spatialvit checkpoint (it looks like {looks};" in err, err
 
 
 def test_a_bare_state_dict_is_named(tmp_path, capsys):

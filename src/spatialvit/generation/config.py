@@ -40,7 +40,7 @@ class DenoiserConfig(Config):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if self.t_sampling not in T_SAMPLING:
             raise ValueError(f"t_sampling must be one of {T_SAMPLING}, got {self.t_sampling!r}")
 

@@ -40,6 +40,6 @@ class FitSettings(Config):
         for name in ("lr", "attn_lr", "max_step"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+                raise ValueError(f"{name} must be > 0 and finite, got {value}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or none for full batch), got {self.batch_size}")

@@ -63,7 +63,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as err:  # a damaged pickle can fail in the unpickler with almost any exception type
         looks = _looks_like(path)
         if looks is not None:
-            raise ValueError(f"{str(path)!r} is not a spatialvit checkpoint (it looks like {looks})") from err
+            raise ValueError(
+                f"{str(path)!r} is not a spatialvit checkpoint (it looks like {looks}; torch.load: corrupt or not a "
+                "PyTorch checkpoint)"
+            ) from err
         raise ValueError(
             f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint "
             f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0].split('. ')[0]})"
