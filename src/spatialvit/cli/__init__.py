@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spatialvit",
         description="Spatial structure in Vision Transformers: measure how much a classifier uses the layout of the "
         "image, train ViTs with spatial attention, and probe what they learn.",
+        epilog="`spatialvit COMMAND --help` shows a command's options, their defaults and examples.",
     )
     parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        print(f"spatialvit {args.command}: error: {err}", file=sys.stderr)
+        print(f"{getattr(args, 'prog', None) or 'spatialvit ' + args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nspatialvit {args.command}: interrupted. {_after_interrupt(args, argv)}", file=sys.stderr)

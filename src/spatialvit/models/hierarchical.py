@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import plural
 from ..attention import create_attention
 from .layers import DropPath, LayerScale, trunc_normal_init
 from .registry import register_model
@@ -37,7 +38,7 @@ def _per_stage(value: Any, n: int, what: str) -> list[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         return [value] * n
     if len(value) != n:
-        raise ValueError(f"{what} lists {len(value)} values for {n} stages")
+        raise ValueError(f"{what} lists {plural(len(value), 'value')} for {plural(n, 'stage')}")
     return list(value)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import plural
 from ..attention import create_attention
 from .layers import DropPath, LayerScale, Mlp, PatchEmbed, resample_pos_embed, sincos_pos_embed_2d, trunc_normal_init
 from .registry import register_model
@@ -121,7 +122,7 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = int(class_token)
         layers = [attn_layer] * depth if isinstance(attn_layer, str) else list(attn_layer)
         if len(layers) != depth:
-            raise ValueError(f"attn_layer lists {len(layers)} mixers for depth={depth}")
+            raise ValueError(f"attn_layer lists {plural(len(layers), 'mixer')} for depth={depth}")
         self.attn_layers = layers
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
@@ -132,7 +133,7 @@ class VisionTransformer(nn.Module):
         else:
             self.register_parameter("pos_embed", None)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # also under torch.device("meta")
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,

@@ -1,25 +1,23 @@
-"""Probes: measure what a trained classifier uses — block perturbations and the sensitivity sweep."""
+"""Probes: measure what a trained classifier uses — block perturbations and the sensitivity sweep.
 
-from . import association  # noqa: F401  (patch association: spatialvit.probes.association)
-from .perturb import block_mask, block_rotate, block_shuffle, is_aligned
-from .sensitivity import (
-    Perturbation,
-    SensitivityResult,
-    compare,
-    make_settings,
-    save_comparison,
-    sensitivity_sweep,
-)
+Names are imported on first use (:mod:`spatialvit._lazy`): the configs (:mod:`.config`) alone need no torch."""
 
-__all__ = [
-    "Perturbation",
-    "SensitivityResult",
-    "block_mask",
-    "block_rotate",
-    "block_shuffle",
-    "compare",
-    "is_aligned",
-    "make_settings",
-    "save_comparison",
-    "sensitivity_sweep",
-]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "association": ".association",  # patch association: spatialvit.probes.association
+    "SensitivityRunConfig": ".config",
+    "SweepConfig": ".config",
+    "block_mask": ".perturb",
+    "block_rotate": ".perturb",
+    "block_shuffle": ".perturb",
+    "is_aligned": ".perturb",
+    "Perturbation": ".sensitivity",
+    "SensitivityResult": ".sensitivity",
+    "compare": ".sensitivity",
+    "make_settings": ".sensitivity",
+    "save_comparison": ".sensitivity",
+    "sensitivity_sweep": ".sensitivity",
+}
+__all__ = sorted(name for name in _EXPORTS if name != "association")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,16 @@
-"""The headline study: several models on one dataset, sensitivity sweep, attention probes, one report."""
+"""The headline study: several models on one dataset, sensitivity sweep, attention probes, one report.
 
-from .config import DEFAULT_MODELS, StudyConfig
-from .runner import COLUMNS, WALL_CLOCK, StudyResult, run_study
+Names are imported on first use (:mod:`spatialvit._lazy`): ``StudyConfig`` alone needs no torch."""
 
-__all__ = ["COLUMNS", "DEFAULT_MODELS", "WALL_CLOCK", "StudyConfig", "StudyResult", "run_study"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "DEFAULT_MODELS": ".config",
+    "StudyConfig": ".config",
+    "COLUMNS": ".runner",
+    "WALL_CLOCK": ".runner",
+    "StudyResult": ".runner",
+    "run_study": ".runner",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ from typing import Any
 
 from .._names import unknown_name
 from ..config import Config, option
-from ..models import list_models
-from ..probes.sensitivity import SweepConfig
+from ..probes.config import SweepConfig
 from ..train.config import TrainConfig
 
 DEFAULT_MODELS = (
@@ -88,6 +87,8 @@ class StudyConfig(Config):
     def validate(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one registered model")
+        from ..models import list_models  # the registry imports torch: only when a study config is checked
+
         known = list_models()
         for name in [*self.models, *self.model_kwargs, *self.checkpoints]:
             if name not in known:

@@ -95,7 +95,8 @@ def build_report(
     rep.table(shown_comparison(comparison))
     rep.paragraph(
         "test top-1: accuracy on the whole test split at the end of training (the run's own evaluation); clean "
-        "top-1 (swept images): on the test images the sweep used (all of them unless sensitivity.limit is set). SSI (Spatial Sensitivity Index) = 1 − perturbed / clean accuracy, averaged over "
+        "top-1 (swept images): on the test images the sweep used (all of them unless sensitivity.limit is set). "
+        "SSI (Spatial Sensitivity Index) = 1 − perturbed / clean accuracy, averaged over "
         "the shuffle (or mask) settings: **higher means more sensitive to the layout of the image** (0: the layout "
         "is ignored). A model whose predictions fall to chance under every perturbation scores 'SSI at chance' = "
         "1 − (1/classes) / clean accuracy — the top of the scale for that model, not 1. flips: the share of "

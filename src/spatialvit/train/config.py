@@ -7,6 +7,7 @@ keys.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,9 @@ class TrainConfig(Config):
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> None:
+        for name in ("lr", "min_lr"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         for name, value in positive.items():
             if value <= 0:
