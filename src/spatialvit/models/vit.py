@@ -155,6 +155,9 @@ class VisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(trunc_normal_init)
+        for blk in self.blocks:  # initialisation that is part of a mixer's design (GPSA's locality init) comes back
+            if hasattr(blk.attn, "design_init"):
+                blk.attn.design_init()
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
 

@@ -10,6 +10,7 @@ A checkpoint is a dict with:
   normalisation the model expects
 - optional training state for ``--resume``: ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
   ``config``, ``metrics``
+- ``ema``: the ``state_dict`` of the model EMA, when the run kept one (``ema_decay``)
 """
 
 from __future__ import annotations
@@ -82,25 +83,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def model_from_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", ema: bool = False
 ) -> tuple[nn.Module, DatasetInfo, dict[str, Any]]:
-    """Rebuild the model stored at ``path``; returns ``(model in eval mode, data info, checkpoint dict)``. The
-    checkpoints of other commands (denoisers, the synthetic task's model) raise a ``ValueError`` naming the
-    command that reads them."""
+    """Rebuild the model stored at ``path`` (with ``ema``: its model EMA's weights); returns ``(model in eval mode,
+    data info, checkpoint dict)``. The checkpoints of other commands (denoisers, the synthetic task's model) raise a
+    ``ValueError`` naming the command that reads them."""
     ckpt = load_checkpoint(path, map_location)
     other = OTHER_CHECKPOINTS.get(ckpt.get("kind")) or OTHER_CHECKPOINTS.get(ckpt["model_name"])
     if other is not None:
         raise ValueError(f"{str(path)!r} is {other}")
+    if ema and "ema" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} holds no model EMA (the run had ema_decay 0)")
     model = create_model(ckpt["model_name"], **ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["ema" if ema else "model"])
     return model.eval(), DatasetInfo.from_dict(ckpt["data_info"]), ckpt
 
 
 def classifier_from_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", ema: bool = False
 ) -> tuple[nn.Module, DatasetInfo]:
-    """The checkpoint's model behind its input normalisation: maps ``[0, 1]`` images to logits."""
-    model, info, _ = model_from_checkpoint(path, map_location)
+    """The checkpoint's model (its EMA with ``ema``) behind its input normalisation: maps ``[0, 1]`` images to
+    logits."""
+    model, info, _ = model_from_checkpoint(path, map_location, ema)
     return with_normalize(model, info.mean, info.std).eval(), info
 
 

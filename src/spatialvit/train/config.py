@@ -29,6 +29,11 @@ class TrainConfig(Config):
     epochs: int = option(20, "length of the schedule in epochs")
     batch_size: int = option(32, "images per optimiser step and process")
     lr: float = option(3e-3, "peak AdamW learning rate, reached after the warm-up")
+    ref_batch: int | None = option(
+        None,
+        "linear scaling rule: the peak lr becomes lr x global batch / ref_batch, and the EMA decays by "
+        "ema_decay ** (global batch / ref_batch) per step (DeiT/RMT: 512; null: lr and ema_decay as given)",
+    )
     min_lr: float = option(1e-5, "learning rate at the end of the cosine decay")
     warmup_epochs: float = option(1.0, "linear warm-up length in epochs (per-step, may be fractional)")
     weight_decay: float = option(0.05, "AdamW weight decay (not applied to norms, biases, embeddings and tokens)")
@@ -41,6 +46,22 @@ class TrainConfig(Config):
     mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha) parameter (0: off)")
     cutmix_alpha: float = option(0.0, "cutmix Beta(alpha, alpha) parameter (0: off)")
     mix_prob: float = option(1.0, "probability that a batch is mixed when mixup/cutmix is on")
+    random_erasing: float = option(
+        0.0, "probability that an image gets a random box (1/50 to 1/3 of its area) set to noise (DeiT: 0.25; 0: off)"
+    )
+    repeated_aug: int = option(
+        1,
+        "repeated augmentation: each sampled image appears this many times per epoch, each copy augmented apart "
+        "(on different ranks under DDP); an epoch keeps its length (DeiT/RMT: 3; 1: off)",
+    )
+    ema_decay: float = option(
+        0.0,
+        "model EMA: after every step ema = decay x ema + (1 - decay) x weights; evaluated each epoch beside the raw "
+        "weights (metrics *_ema) and kept in the checkpoints (DeiT/RMT: 0.99996 with ref_batch 512; 0: off)",
+    )
+    ema_warmup: bool = option(
+        False, "warm the EMA decay up as min(ema_decay, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3), for short runs"
+    )
     seed: int = option(0, "seed of model initialisation, data order, augmentation and dropout")
     device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
@@ -86,6 +107,14 @@ class TrainConfig(Config):
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ValueError(f"mix_prob must be in [0, 1], got {self.mix_prob}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing}")
+        if self.repeated_aug < 1:
+            raise ValueError(f"repeated_aug must be >= 1 (1: off), got {self.repeated_aug}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no EMA), got {self.ema_decay}")
+        if self.ref_batch is not None and self.ref_batch < 1:
+            raise ValueError(f"ref_batch must be positive or null (no scaling), got {self.ref_batch}")
         if self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})")
         if self.clip_grad is not None and self.clip_grad <= 0:
