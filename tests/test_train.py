@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ from spatialvit.train.distributed import shard_indices
 from spatialvit.train.ema import ModelEma
 from spatialvit.train.loop import _setup, evaluate_checkpoint, lr_schedule, param_groups, soft_cross_entropy
 from spatialvit.train.sampler import RepeatAugSampler
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 # A ViT small enough that an epoch on the 8x8 digits takes about a second on one CPU thread.
 TINY = dict(
@@ -349,3 +352,45 @@ def test_ddp_two_ranks_on_gloo(tmp_path):
     assert ckpt["epoch"] == 1 and sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
     # Each rank took the steps of its half of the data: 12 of batch 64, where a single process takes 23.
     assert ckpt["scheduler"]["last_epoch"] == math.ceil(math.ceil(1437 / 2) / 64)
+
+
+def test_eval_every_and_train_limit(tmp_path):
+    res = fit(tiny(tmp_path, epochs=3, eval_every=2, train_limit=200))
+    assert [r["test_top1"] is not None for r in res.history] == [False, True, True]  # epoch 2 and the last
+    assert res.final["test_top1"] is not None and res.best["epoch"] in (2, 3)
+    assert all(r["img_per_s"] > 0 for r in res.history)
+    from spatialvit.data import load_dataset, random_subset
+
+    full = load_dataset("digits", "train", 8)
+    a, b = random_subset(full, 200), random_subset(full, 200)
+    assert len(a) == 200 and torch.equal(a.images, b.images) and a.info == full.info  # fixed subset
+    assert random_subset(full, 10_000) is full
+    with pytest.raises(ValueError, match="train_limit must be a positive number"):
+        tiny(tmp_path, train_limit=0)
+
+
+def test_redirected_log_has_one_line_per_epoch_and_no_carriage_returns(tmp_path):
+    import subprocess
+
+    from tests.test_cli import TINY_ARGS
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    args = [a for a in TINY_ARGS if a != "--no-progress"] + ["--epochs", "2", "--out", str(tmp_path / "r")]
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        proc = subprocess.run([sys.executable, "-m", "spatialvit", "train", *args], stdout=f, stderr=subprocess.STDOUT,
+                              env=env, timeout=300)  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "\r" not in text  # no progress-bar redraws in a file
+    lines = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and "ETA" in lines[0] and "s (" in lines[0]
+
+
+def test_top5_only_with_more_than_five_classes():
+    from spatialvit.train.loop import evaluate
+
+    loader = [(torch.rand(6, 3), torch.arange(6) % 3)]
+    scores = evaluate(nn.Linear(3, 3), loader, "cpu")
+    assert scores["top5"] is None and scores["top1"] >= 0
+    assert evaluate(nn.Linear(3, 10), [(torch.rand(6, 3), torch.arange(6))], "cpu")["top5"] is not None

@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..models import create_model, list_models
 from ..report.tables import save_table
-from ..runtime import claim_outputs
+from ..runtime import claim_outputs, progress_bar
 from .config import BenchConfig
 from .measure import peak_mib, time_call
 
@@ -128,7 +127,7 @@ def bench_models(
         builders.append((f"timm:{TIMM_REFERENCE}", lambda: _timm_model(img_size, patch, in_chans, num_classes)))
 
     rows = []
-    for name, build in tqdm(builders, desc="bench models", disable=not progress):
+    for name, build in progress_bar(builders, desc="bench models", enabled=progress):
         torch.manual_seed(0)
         rows.append({"model": name, **_measure(build().to(device), x, y, dtype, repeats)})
     base = rows[0]

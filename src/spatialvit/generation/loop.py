@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import DatasetInfo, load_dataset
 from ..report.tables import save_table
-from ..runtime import describe_changes
+from ..runtime import describe_changes, progress_bar
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from .config import DenoiserConfig
 from .flow import EMA, flow_matching_loss
@@ -89,7 +88,7 @@ def train_denoiser(
         }
 
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc="train denoiser", disable=not progress)
+    bar = progress_bar(total=config.steps, initial=step, desc="train denoiser", enabled=progress)
     while step < config.steps:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
         x0, y = data[idx].to(device), labels[idx].to(device)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..report.figures import pyplot
+from ..runtime import progress_bar
 from .config import SAMPLERS, SamplingConfig
 
 
@@ -65,7 +65,7 @@ def sample(
     x = torch.randn(shape, generator=generator).to(device)
     y = labels.to(device)
     times = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    for t, t_next in tqdm(itertools.pairwise(times), total=steps, desc="sampling", disable=not progress):
+    for t, t_next in progress_bar(itertools.pairwise(times), total=steps, desc="sampling", enabled=progress):
         v = guided_velocity(model, x, t, y, cfg_scale)
         x_next = x + (t_next - t) * v
         if method == "heun" and t_next > 0:

@@ -21,12 +21,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._text import plural
 from ..data import Normalize
 from ..report.tables import save_table
-from ..runtime import split_classifier
+from ..runtime import progress_bar, split_classifier
 from .config import FILLS, Grid, SweepConfig, check_ratio, parse_grids, to_grid  # noqa: F401  (re-exported)
 from .perturb import block_mask, block_rotate, block_shuffle, block_size, is_aligned, mix32
 
@@ -411,7 +410,7 @@ def _run_sweep(sweep: _Sweep, loader: Iterable, name: str | None, progress: bool
         passes = len(loader) * (1 + len(sweep.settings) * sweep.repeats)  # type: ignore[arg-type]
     except TypeError:
         passes = None
-    bar = tqdm(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", disable=not progress)
+    bar = progress_bar(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", enabled=progress)
     try:
         for batch in loader:
             x, y = _split_batch(batch)

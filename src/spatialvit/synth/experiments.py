@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.synthetic import SyntheticConfig, SyntheticSamples, make_features, make_partition, sample_synthetic
 from ..probes.association import association_report, vit_attention_matrix
+from ..runtime import progress_bar
 from .config import TRANSFER_ARMS, FitSettings
 from .model import SimplifiedViT
 
@@ -51,7 +51,7 @@ def fit(
     g = torch.Generator().manual_seed(seed)
     n = len(train.labels)
     history: list[Row] = [on_eval(0)] if on_eval else []
-    for step in tqdm(range(1, settings.steps + 1), desc="train", leave=False, disable=not progress):
+    for step in progress_bar(range(1, settings.steps + 1), desc="train", leave=False, enabled=progress):
         idx = torch.randint(n, (settings.batch_size,), generator=g) if settings.batch_size else slice(None)
         loss = model.loss(model(train.x[idx]), train.labels[idx])
         opt.zero_grad(set_to_none=True)
@@ -160,7 +160,7 @@ def transfer_experiment(
     groups = make_partition(task2)
     rows: list[Row] = []
     jobs = [(arm, n, s) for n in ns for arm in arms for s in seeds]
-    for arm, n, s in tqdm(jobs, desc="transfer", disable=not progress):
+    for arm, n, s in progress_bar(jobs, desc="transfer", enabled=progress):
         torch.manual_seed(1000 + s)
         model = build_model(task2, **{**kwargs, "attention": "content" if arm == "content" else "positional"})
         if arm == "frozen":

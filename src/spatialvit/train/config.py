@@ -72,6 +72,10 @@ class TrainConfig(Config):
     num_workers: int = option(0, "DataLoader worker processes")
     out: str | None = option(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = option(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
+    eval_every: int = option(1, "evaluate on the test split every N epochs, and always after the last (0: last only)")
+    train_limit: int | None = option(
+        None, "train on a fixed random subset of N training images, the same for every seed and run (none: all)"
+    )
     resume: str | None = option(
         None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"
     )
@@ -99,6 +103,7 @@ class TrainConfig(Config):
             "cutmix_alpha": self.cutmix_alpha,
             "num_workers": self.num_workers,
             "save_every": self.save_every,
+            "eval_every": self.eval_every,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -123,6 +128,8 @@ class TrainConfig(Config):
             raise ValueError(f"threads must be >= 1 or null (torch's choice), got {self.threads}")
         if self.img_size is not None and self.img_size <= 0:
             raise ValueError(f"img_size must be positive, got {self.img_size}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"train_limit must be a positive number of images (none: all), got {self.train_limit}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
         if self.overwrite and self.resume is not None:

@@ -28,13 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
-from tqdm.auto import tqdm
 
-from ..data import DatasetInfo, load_dataset
+from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
 from ..report.tables import save_table
-from ..runtime import claim_outputs, describe_changes, resolve_device, with_normalize
+from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
@@ -89,7 +88,7 @@ class FitResult:
 
     @property
     def best(self) -> dict[str, Any]:
-        return max(self.history, key=lambda row: row["test_top1"])
+        return max((row for row in self.history if row["test_top1"] is not None), key=lambda row: row["test_top1"])
 
     def summary(self) -> list[dict[str, Any]]:
         """Two rows, the final and the best epoch (by raw test top-1): test top-1, top-5 and loss, and the same for
@@ -142,12 +141,14 @@ def fit(config: TrainConfig) -> FitResult:
         _resume(run, resume_from)
     writer = _prepare_run_dir(run)
     last, best = run.run_dir / "last.pt", run.run_dir / "best.pt"
-    best_top1 = max((row["test_top1"] for row in run.history), default=-1.0)
-    for epoch in range(len(run.history), run.config.stop_after or run.config.epochs):
+    best_top1 = max((row["test_top1"] for row in run.history if row["test_top1"] is not None), default=-1.0)
+    first, end, start = len(run.history), run.config.stop_after or run.config.epochs, time.perf_counter()
+    for epoch in range(first, end):
         row = _epoch(run, epoch, last)
         run.history.append(row)
         if run.ctx.is_main:
-            log.info(_epoch_line(row, run.config.epochs))
+            log.info(_epoch_line(row, run.config.epochs) + "  " + eta(time.perf_counter() - start, epoch + 1 - first,
+                                                                     end - first))  # fmt: skip
             best_top1 = _save_epoch(run, row, best_top1, writer)
         run.ctx.barrier()
     result = FitResult(run.model, run.run_dir, run.history, last, best, run.ema.module if run.ema else None)
@@ -173,6 +174,8 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
     resume_from = _resume_path(config, run_dir)
 
     train_set = load_dataset(config.data, "train", config.img_size)
+    if config.train_limit is not None:
+        train_set = random_subset(train_set, config.train_limit)
     test_set = load_dataset(config.data, "test", config.img_size)
     info: DatasetInfo = train_set.info
     torch.manual_seed(config.seed)
@@ -248,11 +251,11 @@ def _epoch(run: _Session, epoch: int, last: Path) -> dict[str, Any]:
     if isinstance(run.train_loader.sampler, (DistributedSampler, RepeatAugSampler)):
         run.train_loader.sampler.set_epoch(epoch)
     t0 = time.perf_counter()
-    bar = tqdm(
+    bar = progress_bar(
         run.train_loader,
         desc=f"epoch {epoch + 1}/{config.epochs}",
         leave=False,
-        disable=not (config.progress and ctx.is_main),
+        enabled=config.progress and ctx.is_main,
     )
     try:
         train = _train_epoch(run, bar, aug_gen, epoch)
@@ -262,12 +265,17 @@ def _epoch(run: _Session, epoch: int, last: Path) -> dict[str, Any]:
         )
         raise NonFiniteLossError(f"{err}; stopped without saving, {kept}. Try a lower lr or clip_grad") from None
     train_time = time.perf_counter() - t0
-    test = evaluate(run.forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
     row = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"], "train_loss": train["loss"]}
-    row |= {"train_acc": train["acc"], **{key: test[key[5:]] for key in TEST_KEYS}}
-    if run.ema_forward is not None:
-        test_ema = evaluate(run.ema_forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
-        row |= {f"{key}_ema": test_ema[key[5:]] for key in TEST_KEYS}
+    row |= {"train_acc": train["acc"]}
+    every, last_epoch = config.eval_every, epoch + 1 == config.epochs
+    if last_epoch or (every and (epoch + 1) % every == 0):
+        test = evaluate(run.forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
+        row |= {key: test[key[5:]] for key in TEST_KEYS}
+        if run.ema_forward is not None:
+            test_ema = evaluate(run.ema_forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
+            row |= {f"{key}_ema": test_ema[key[5:]] for key in TEST_KEYS}
+    else:  # not evaluated this epoch (eval_every)
+        row |= {key: None for key in TEST_KEYS} | ({f"{k}_ema": None for k in TEST_KEYS} if run.ema_forward else {})
     return row | {"epoch_time_s": time.perf_counter() - t0, "img_per_s": train["n"] / train_time}
 
 
@@ -289,7 +297,7 @@ def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: An
     if run.ema is not None:
         state["ema"] = run.ema.state_dict()
     save_checkpoint(run.run_dir / "last.pt", state)
-    if row["test_top1"] > best_top1:
+    if row["test_top1"] is not None and row["test_top1"] > best_top1:
         best_top1 = row["test_top1"]
         save_checkpoint(run.run_dir / "best.pt", state)
     if run.config.save_every and epoch % run.config.save_every == 0:
@@ -297,7 +305,7 @@ def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: An
     save_table(run.history, run.run_dir, "metrics")
     if writer is not None:
         for key, value in row.items():
-            if key != "epoch":
+            if key != "epoch" and value is not None:
                 writer.add_scalar(key, value, epoch)
         writer.flush()
     return best_top1
@@ -321,14 +329,16 @@ def evaluate(
     was_training = model.training
     model.eval()
     loss_sum = top1 = top5 = n = 0.0
+    classes = 0
     with torch.no_grad():
-        for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        for images, labels in progress_bar(loader, desc="eval", leave=False, enabled=progress):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with _autocast(device, amp):
                 logits = model(images)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            k = min(5, logits.shape[1])
+            classes = logits.shape[1]
+            k = min(5, classes)
             hits = logits.topk(k, dim=1).indices == labels[:, None]
             top1 += hits[:, 0].sum().item()
             top5 += hits.any(dim=1).sum().item()
@@ -337,7 +347,8 @@ def evaluate(
     loss_sum, top1, top5, n = ctx.all_reduce_sum([loss_sum, top1, top5, n], device)
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n": int(n)}
+    top5_pct = 100.0 * top5 / n if classes > 5 else None  # top-k only where k < classes (else always 100 %)
+    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": top5_pct, "n": int(n)}
 
 
 def evaluate_checkpoint(
@@ -509,10 +520,14 @@ def _loaders(
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    ema = f" (EMA {row['test_top1_ema']:.2f}%)" if "test_top1_ema" in row else ""
+    """One line per epoch: training loss and accuracy, test metrics when evaluated, time and throughput."""
+    test = "not evaluated (eval_every)"
+    if row["test_top1"] is not None:
+        ema = f" (EMA {row['test_top1_ema']:.2f}%)" if row.get("test_top1_ema") is not None else ""
+        top5 = f" top-5 {row['test_top5']:.2f}%" if row["test_top5"] is not None else ""
+        test = f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}%{ema}{top5}"
     return (
-        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
-        f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}%{ema} top-5 {row['test_top5']:.2f}%  "
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  {test}  "
         f"{row['epoch_time_s']:.1f}s ({row['img_per_s']:.0f} img/s)"
     )
 
