@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +183,7 @@ def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Te
 
 
 def run_train(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from ..generation.loop import denoiser_from_checkpoint, train_on_dataset
     from ..generation.sampler import save_image_grid
     from ..runtime import claim_outputs

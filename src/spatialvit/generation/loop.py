@@ -9,7 +9,9 @@ resumed gives the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,13 +22,14 @@ from torch import nn
 
 from ..data import DatasetInfo, load_dataset
 from ..report.tables import save_table
-from ..runtime import describe_changes, progress_bar
+from ..runtime import describe_changes, eta, progress_bar
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from .config import DenoiserConfig
 from .flow import EMA, flow_matching_loss
 from .model import DiT, create_dit
 
 KIND = "denoiser"
+log = logging.getLogger(__name__)
 
 
 def _lr_lambda(warmup: int) -> Callable[[int], float]:
@@ -88,6 +91,7 @@ def train_denoiser(
         }
 
     model.train()
+    t0, first = time.perf_counter(), step
     bar = progress_bar(total=config.steps, initial=step, desc="train denoiser", enabled=progress)
     while step < config.steps:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
@@ -106,6 +110,9 @@ def train_denoiser(
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(checkpoint, state())
+            recent, took = losses[-config.checkpoint_every :], time.perf_counter() - t0
+            left = eta(took, step - first, config.steps - first)
+            log.info("step %d/%d  loss %.4f  %.0f s  %s", step, config.steps, sum(recent) / len(recent), took, left)
     bar.close()
     return state()
 
