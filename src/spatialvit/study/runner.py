@@ -21,6 +21,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .._text import plural
 from ..bench import time_call
 from ..data import load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
@@ -265,7 +266,7 @@ def reference_partition(data: str, token_grid: tuple[int, int]) -> tuple[torch.T
     cfg = SyntheticConfig.from_string(split_spec(options)[0]) if name == "synthetic" else None
     what = f"the synthetic task's {cfg.partition} partition" if cfg else "local 2x2 blocks of the token grid"
     cfg = cfg or SyntheticConfig(grid=token_grid, group=(2, 2), partition="local")
-    return make_partition(cfg), cfg.grid, f"{what} ({cfg.num_groups} groups of {cfg.group_size})"
+    return make_partition(cfg), cfg.grid, f"{what} ({plural(cfg.num_groups, 'group')} of {cfg.group_size})"
 
 
 def association_rows(clf: nn.Module, images: torch.Tensor, data: str, name: str) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
+from .._text import plural
 from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
@@ -373,8 +374,8 @@ def evaluate_checkpoint(
     got = dataset.info
     if (got.num_classes, got.in_chans, tuple(got.img_size)) != (info.num_classes, info.in_chans, tuple(info.img_size)):
         raise ValueError(
-            f"checkpoint {str(path)!r} expects {info.num_classes} classes of {info.in_chans}-channel "
-            f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {got.num_classes} classes of "
+            f"checkpoint {str(path)!r} expects {plural(info.num_classes, 'class')} of {info.in_chans}-channel "
+            f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {plural(got.num_classes, 'class')} of "
             f"{got.in_chans}-channel {got.img_size[0]}x{got.img_size[1]} images"
         )
     net = with_normalize(model, info.mean, info.std).to(dev)
