@@ -141,7 +141,8 @@ def _setup(config: StudyConfig) -> str:
         f"Data `{config.data}` (img_size {config.img_size or 'native'}); {seeds}. Models trained for "
         f"{plural(config.train.epochs, 'epoch')} (batch {config.train.batch_size}, lr {config.train.lr:g}) with the "
         "shared `train` settings unless loaded from a checkpoint. Sensitivity: block shuffles on grids "
-        f"{s.shuffle_grids}, block masks on grids {s.mask_grids or s.shuffle_grids} at ratios {s.mask_ratios} ({s.mask_fill} fill), "
+        f"{s.shuffle_grids}, block masks on grids {s.mask_grids or s.shuffle_grids} at ratios {s.mask_ratios} "
+        f"({s.mask_fill} fill), "
         f"{s.repeats} draws each, on the test split{'' if s.limit is None else f' (first {s.limit} images)'}. The "
         "full configuration is in study_config.yaml."
     )
