@@ -6,5 +6,5 @@
 from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model", "list_models"]
-__getattr__, __dir__ = lazy_exports(__name__, {"create_model": ".models", "list_models": ".models"})
+__getattr__, __dir__, _names = lazy_exports(__name__, {".models": "create_model list_models"})
+__all__ = ["__version__", *_names]

@@ -9,10 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The module ``__getattr__`` and ``__dir__`` of ``package``: ``exports`` maps each exported name to the module
-    (relative, ``".perturb"``) that defines it; a name mapped to its own module (``"association": ".association"``)
-    is that submodule."""
+def lazy_exports(
+    package: str, modules: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """The module ``__getattr__``, ``__dir__`` and ``__all__`` of ``package``: ``modules`` maps each of its modules
+    (relative, ``".perturb"``) to the names it exports, space-separated; a module listed under its own name
+    (``".association": "association"``) is exported as the submodule itself."""
+    exports = {name: module for module, names in modules.items() for name in names.split()}
     namespace = importlib.import_module(package).__dict__
 
     def __getattr__(name: str) -> Any:
@@ -27,4 +30,4 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     def __dir__() -> list[str]:
         return sorted({*namespace, *exports})
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(name for name, module in exports.items() if module != f".{name}")

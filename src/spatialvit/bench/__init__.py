@@ -4,13 +4,11 @@ Names are imported on first use (:mod:`spatialvit._lazy`): ``BenchConfig`` alone
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "BenchConfig": ".config",
-    "peak_mib": ".measure",
-    "time_call": ".measure",
-    "bench_models": ".models",
-    "family_models": ".models",
-    "run_bench": ".models",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": "BenchConfig",
+        ".measure": "peak_mib time_call",
+        ".models": "bench_models family_models run_bench",
+    },
+)

@@ -67,17 +67,29 @@ def command(
     text: str,
     examples: str = "",
     func: Callable[[argparse.Namespace], int] | None = None,
+    *,
+    resumable: bool = False,
 ) -> argparse.ArgumentParser:
     """A sub-command: ``text`` is its one-line summary (the help in the parent's list), a blank line and the
     description, shown as written; its ``--help`` ends with ``examples`` (one command line per line);
-    ``func(args)`` runs it."""
+    ``func(args)`` runs it. A ``resumable`` command writes checkpoints atomically and continues from them: after
+    Ctrl-C the command line prints the exact command that goes on."""
     summary = text.split("\n", 1)[0]
     lines = [line for line in examples.splitlines() if line.strip()]
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in lines) if lines else None
     p = sub.add_parser(name, help=summary, description=text, epilog=epilog, formatter_class=HelpFormatter)
     if func is not None:
-        p.set_defaults(func=func, prog=p.prog)  # prog: "spatialvit synth train", the prefix of its errors
+        p.set_defaults(func=func, prog=p.prog, resumable=resumable)  # prog: the prefix of its errors
     return p
+
+
+def config_file(p: argparse.ArgumentParser, what: str) -> None:
+    """The ``--config FILE`` option: a YAML file of ``what``'s keys, under the flags given."""
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"YAML file of {what} keys, under the flags given (default: none, the defaults shown below)",
+    )
 
 
 def repeatable(p: argparse.ArgumentParser, flag: str, *, dest: str, metavar: str, help: str, default: str) -> None:

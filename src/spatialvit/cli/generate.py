@@ -104,8 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_parser(actions: argparse._SubParsersAction) -> None:
-    t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train)
-    t.set_defaults(resumable=True)  # Ctrl-C prints the command that continues it
+    t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train, resumable=True)
     t.add_argument("--data", default="digits", metavar="SPEC", help="dataset spec NAME or NAME:PATH")
     t.add_argument("--img-size", type=positive_int, default=16, help="image side the data is resized to")
     t.add_argument("--mixer", default="softmax", metavar="NAME", help=f"token mixer: {', '.join(MIXERS)}")

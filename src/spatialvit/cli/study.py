@@ -12,7 +12,7 @@ from .._text import plural
 from ..config import add_arguments, given
 from ..study.config import StudyConfig
 from ..train.config import TrainConfig
-from .common import command, repeatable
+from .common import command, config_file, repeatable
 
 # Training keys a study takes as flags (all of train: in YAML).
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "warmup_epochs", "threads", "device")
@@ -44,14 +44,8 @@ spatialvit study --checkpoint vit_micro_patch4=runs/vit/last.pt --models vit_mic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "study", DESCRIPTION, EXAMPLES, run)
-    p.set_defaults(resumable=True)  # Ctrl-C prints the command that continues it
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="study YAML (configs/study_digits.yaml, configs/cifar10_tiny.yaml, ...) (default: none, the defaults "
-        "shown below)",
-    )
+    p = command(sub, "study", DESCRIPTION, EXAMPLES, run, resumable=True)
+    config_file(p, "study config (configs/study_digits.yaml, configs/study_fashion_mnist.yaml, ...)")
     add_arguments(p, StudyConfig)
     repeatable(
         p,

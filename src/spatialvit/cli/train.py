@@ -12,7 +12,7 @@ import yaml
 from .._text import plural
 from ..config import add_arguments, given
 from ..train.config import TrainConfig
-from .common import command, explain_default, repeatable
+from .common import command, config_file, explain_default, repeatable
 
 DESCRIPTION = """\
 train a model on a dataset
@@ -31,13 +31,8 @@ torchrun --nproc_per_node=4 -m spatialvit train --config configs/digits_micro.ya
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "train", DESCRIPTION, EXAMPLES, run)
-    p.set_defaults(resumable=True)  # Ctrl-C prints the command that continues it
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML file of config keys (see configs/digits_micro.yaml) (default: none, the defaults shown below)",
-    )
+    p = command(sub, "train", DESCRIPTION, EXAMPLES, run, resumable=True)
+    config_file(p, "training config (configs/digits_micro.yaml)")
     add_arguments(p, TrainConfig, skip=("resume",))
     explain_default(p, "stop_after", "run to the end of the schedule")
     keys = TrainConfig.describe()

@@ -6,29 +6,14 @@ Names are imported on first use (:mod:`spatialvit._lazy`): the configs alone nee
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "DenoiserConfig": ".config",
-    "SamplingConfig": ".config",
-    "classifier_features": ".evaluate",
-    "frechet_distance": ".evaluate",
-    "generation_metrics": ".evaluate",
-    "precision_recall": ".evaluate",
-    "EMA": ".flow",
-    "flow_matching_loss": ".flow",
-    "interpolate": ".flow",
-    "sample_times": ".flow",
-    "denoiser_from_checkpoint": ".loop",
-    "load_denoiser_checkpoint": ".loop",
-    "train_denoiser": ".loop",
-    "train_on_dataset": ".loop",
-    "DiT": ".model",
-    "DiTBlock": ".model",
-    "create_dit": ".model",
-    "class_labels": ".sampler",
-    "image_grid": ".sampler",
-    "sample": ".sampler",
-    "sample_classes": ".sampler",
-    "save_image_grid": ".sampler",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": "DenoiserConfig SamplingConfig",
+        ".evaluate": "classifier_features frechet_distance generation_metrics precision_recall",
+        ".flow": "EMA flow_matching_loss interpolate sample_times",
+        ".loop": "denoiser_from_checkpoint load_denoiser_checkpoint train_denoiser train_on_dataset",
+        ".model": "DiT DiTBlock create_dit",
+        ".sampler": "class_labels image_grid sample sample_classes save_image_grid",
+    },
+)

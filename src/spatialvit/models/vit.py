@@ -19,36 +19,22 @@ from .registry import register_model
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block around a token mixer ``attn`` (any :class:`TokenMixer`): ``x + attn(norm(x))``,
+    then ``x + mlp(norm(x))``, with optional layer scale and stochastic depth on both branches."""
 
     def __init__(
         self,
         dim: int,
-        num_heads: int,
-        attn_layer: str,
-        attn_kwargs: dict[str, Any],
-        num_prefix_tokens: int,
+        attn: nn.Module,
+        *,
         mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
         drop: float = 0.0,
-        attn_drop: float = 0.0,
         drop_path: float = 0.0,
         layer_scale_init: float | None = None,
-        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = create_attention(
-            attn_layer,
-            dim,
-            grid=grid,
-            num_heads=num_heads,
-            num_prefix_tokens=num_prefix_tokens,
-            qkv_bias=qkv_bias,
-            attn_drop=attn_drop,
-            proj_drop=drop,
-            **attn_kwargs,
-        )
+        self.attn = attn
         self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -137,25 +123,34 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
-                num_heads,
-                layers[i],
-                dict(attn_kwargs or {}),
-                self.num_prefix_tokens,
-                mlp_ratio,
-                qkv_bias,
-                drop_rate,
-                attn_drop_rate,
-                dpr[i],
-                layer_scale_init,
-                self.grid,
+                create_attention(
+                    layers[i],
+                    embed_dim,
+                    grid=self.grid,
+                    num_heads=num_heads,
+                    num_prefix_tokens=self.num_prefix_tokens,
+                    qkv_bias=qkv_bias,
+                    attn_drop=attn_drop_rate,
+                    proj_drop=drop_rate,
+                    **(attn_kwargs or {}),
+                ),
+                mlp_ratio=mlp_ratio,
+                drop=drop_rate,
+                drop_path=dpr[i],
+                layer_scale_init=layer_scale_init,
             )
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """timm's truncated-normal init; then the initialisation that is part of a mixer's design (GPSA's locality
+        init) comes back, and the class token starts near zero."""
         self.apply(trunc_normal_init)
-        for blk in self.blocks:  # initialisation that is part of a mixer's design (GPSA's locality init) comes back
+        for blk in self.blocks:
             if hasattr(blk.attn, "design_init"):
                 blk.attn.design_init()
         if self.cls_token is not None:

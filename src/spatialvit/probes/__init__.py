@@ -4,20 +4,12 @@ Names are imported on first use (:mod:`spatialvit._lazy`): the configs (:mod:`.c
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "association": ".association",  # patch association: spatialvit.probes.association
-    "SensitivityRunConfig": ".config",
-    "SweepConfig": ".config",
-    "block_mask": ".perturb",
-    "block_rotate": ".perturb",
-    "block_shuffle": ".perturb",
-    "is_aligned": ".perturb",
-    "Perturbation": ".sensitivity",
-    "SensitivityResult": ".sensitivity",
-    "compare": ".sensitivity",
-    "make_settings": ".sensitivity",
-    "save_comparison": ".sensitivity",
-    "sensitivity_sweep": ".sensitivity",
-}
-__all__ = sorted(name for name in _EXPORTS if name != "association")
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".association": "association",
+        ".config": "SensitivityRunConfig SweepConfig",
+        ".perturb": "block_mask block_rotate block_shuffle is_aligned",
+        ".sensitivity": "Perturbation SensitivityResult compare make_settings save_comparison sensitivity_sweep",
+    },
+)

@@ -4,13 +4,10 @@ Names are imported on first use (:mod:`spatialvit._lazy`): ``StudyConfig`` alone
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "DEFAULT_MODELS": ".config",
-    "StudyConfig": ".config",
-    "COLUMNS": ".runner",
-    "WALL_CLOCK": ".runner",
-    "StudyResult": ".runner",
-    "run_study": ".runner",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": "DEFAULT_MODELS StudyConfig",
+        ".runner": "COLUMNS WALL_CLOCK StudyResult run_study",
+    },
+)

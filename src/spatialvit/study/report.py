@@ -13,21 +13,24 @@ from ..report.tables import Row
 from .claims import VERDICT_RULE
 from .config import StudyConfig
 
-# The comparison table's columns in the report: (column, heading, digits).
-SHOWN = (
-    ("test_acc1", "test top-1", 3),
-    ("clean_acc1", "clean top-1 (swept images)", 3),
-    ("ssi_shuffle", "shuffle SSI", 3),
-    ("ssi_mask", "mask SSI", 3),
-    ("ssi_at_chance", "SSI at chance", 3),
-    ("flip_shuffle", "shuffle flips", 3),
-    ("flip_mask", "mask flips", 3),
-    ("attn_dist_px", "attention distance (px)", 2),
-    ("assoc_mass", "assoc. mass", 3),
-    ("assoc_auc", "assoc. AUC", 3),
-    ("train_img_s", "train img/s", 0),
-    ("infer_img_s", "infer img/s", 0),
+# The comparison table's columns in the report: "column: heading" (3 decimals; attention distance 2, img/s 0).
+SHOWN = dict(
+    line.split(": ")
+    for line in """\
+test_acc1: test top-1
+clean_acc1: clean top-1 (swept images)
+ssi_shuffle: shuffle SSI
+ssi_mask: mask SSI
+ssi_at_chance: SSI at chance
+flip_shuffle: shuffle flips
+flip_mask: mask flips
+attn_dist_px: attention distance (px)
+assoc_mass: assoc. mass
+assoc_auc: assoc. AUC
+train_img_s: train img/s
+infer_img_s: infer img/s""".splitlines()
 )
+DIGITS = {"attn_dist_px": 2, "train_img_s": 0, "infer_img_s": 0}
 SETTING = ("model", "kind", "grid", "blocks", "ratio", "fill", "aligned")
 
 
@@ -53,8 +56,8 @@ def shown_comparison(comparison: Sequence[Row]) -> list[Row]:
     rows = []
     for r in comparison:
         row: Row = {"model": r["model"], "params": r.get("params"), "epochs": r.get("epochs"), "seeds": r.get("seeds")}
-        for col, heading, digits in SHOWN:
-            row[heading] = format_ci(r.get(col), r.get(f"{col}_ci"), digits)
+        for col, heading in SHOWN.items():
+            row[heading] = format_ci(r.get(col), r.get(f"{col}_ci"), DIGITS.get(col, 3))
         rows.append(row)
     return rows
 
