@@ -194,6 +194,67 @@ def test_gpsa_gate_extremes():
     torch.testing.assert_close(gpsa(x, GRID), plain(x, GRID))
 
 
+def test_gpsa_local_init_is_convits():
+    """ConViT's locality init: head h1 + k*h2 scores alpha (2 dx_h dx + 2 dy_h dy - dx^2 - dy^2), so it peaks at its
+    own offset; the values start as the identity; local_init=False leaves both at the generic init."""
+    gpsa = create_attention("gpsa", 16, num_heads=4, locality_strength=2.0)
+    want = 2.0 * torch.tensor([[-1.0, -1, -1], [-1, 1, -1], [1, -1, -1], [1, 1, -1]])
+    torch.testing.assert_close(gpsa.positional.pos_proj.weight.detach(), want)
+    torch.testing.assert_close(gpsa.qkv.weight[32:].detach(), torch.eye(16))
+    assert gpsa.gating.detach().tolist() == [1.0] * 4  # ConViT's gating_param init
+    grid = (5, 5)
+    pos = gpsa.positional(grid, torch.zeros(1))[0]  # [heads, 25, 25]
+    centre = 12  # (y, x) = (2, 2)
+    for h, (dx, dy) in enumerate([(-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)]):
+        row = pos[h, centre].view(5, 5)
+        top = {(2 + dy_, 2 + dx_) for dy_ in (0, dy * 2) for dx_ in (0, dx * 2)}  # the 2x2 block towards the offset
+        best = {divmod(int(i), 5) for i in (row.flatten() >= row.max() - 1e-6).nonzero()}
+        assert best == {(int(a), int(b)) for a, b in top}, h
+    plain = create_attention("gpsa", 16, num_heads=4, local_init=False)
+    assert plain.positional.pos_proj.weight.abs().max() < 0.1 and not torch.equal(plain.qkv.weight[32:], torch.eye(16))
+    nine = create_attention("gpsa", 18, num_heads=9).positional.pos_proj.weight.detach()
+    assert nine[:, :2].unique().tolist() == [-2.0, 0.0, 2.0] and (nine[:, 2] == -1).all()  # the 3x3 neighbourhood
+
+
+def test_gpsa_positional_scores_are_relative_and_learn():
+    gpsa = create_attention("gpsa", DIM, num_heads=HEADS, num_prefix_tokens=1).double()
+    with torch.no_grad():
+        gpsa.positional.pos_proj.weight.normal_()
+    pos = gpsa.positional((4, 6), torch.zeros(1, dtype=torch.float64))[0, :, 1:, 1:]
+    logits = pos.log() - pos.log()[..., :1]  # up to each row's constant (prefix key dropped: same in every row)
+    # relative: the score of (query, key) depends on the offset only, e.g. (0,0)->(1,2) equals (2,3)->(3,5)
+    torch.testing.assert_close(logits[:, 0, 8] - logits[:, 0, 0], logits[:, 15, 23] - logits[:, 15, 15])
+    x = _x(1)
+    gpsa(x, GRID).sum().backward()
+    assert gpsa.positional.pos_proj.weight.grad.abs().sum() > 0 and gpsa.positional.prefix_logit.grad.abs().sum() > 0
+    assert gpsa.gating.grad.abs().sum() > 0
+    # the grid-only features are cached; the map itself is rebuilt every forward (it depends on parameters)
+    feats = gpsa.positional.features(GRID, x.device)
+    assert gpsa.positional.features(GRID, x.device) is feats and feats.shape == (15, 15, 3)
+
+
+def test_fresh_gpsa_vit_is_local():
+    """A fresh vit_gpsa_micro_patch4 attends locally (ConViT's init): its mean attention distance is well below that
+    of uniform attention over the grid, in every layer and head; without the locality init it is about uniform."""
+    from spatialvit.probes.attention_maps import mean_attention_distance, token_distances
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    uniform = token_distances((8, 8), 4).mean().item()  # 16.5 px on the 8x8 grid of 4-px patches
+    local = mean_attention_distance(create_model("vit_gpsa_micro_patch4").eval(), x)
+    assert local.shape == (4, 4) and local.max() < 0.5 * uniform  # measured: 7.8 px
+    flat = mean_attention_distance(create_model("vit_gpsa_micro_patch4", attn_kwargs={"local_init": False}).eval(), x)
+    assert flat.mean() > 0.9 * uniform
+
+
+def test_old_gpsa_checkpoint_is_refused_clearly():
+    gpsa = create_attention("gpsa", DIM, num_heads=HEADS, num_prefix_tokens=1)
+    old = {k: v for k, v in gpsa.state_dict().items() if not k.startswith("positional.")}
+    old |= {"positional.pos": torch.zeros(1, 8, 8, DIM), "positional.qk.weight": torch.zeros(2 * DIM, DIM)}
+    with pytest.raises(RuntimeError, match=r"GPSA of spatialvit 0\.1"):
+        gpsa.load_state_dict(old)
+
+
 def test_conv_qkv_is_position_aware_while_plain_mixer_is_equivariant():
     torch.manual_seed(0)
     x = torch.randn(1, 15, DIM)

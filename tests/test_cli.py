@@ -71,10 +71,16 @@ def test_bad_input_gives_clean_error(argv, message, capsys, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "content", [b"\x00garbage", b"root:x:0:0:root:/root:/bin/bash\n", b"", b"PK\x03\x04broken zip"]
+    ("content", "message"),
+    [
+        (b"\x00garbage", "is corrupt or not a PyTorch checkpoint"),
+        (b"PK\x03\x04broken zip", "is corrupt or not a PyTorch checkpoint"),
+        (b"root:x:0:0:root:/root:/bin/bash\n", "is not a spatialvit checkpoint (it looks like a text file, starting "),
+        (b"", "is not a spatialvit checkpoint (it looks like an empty file;"),
+    ],
 )
-def test_corrupt_checkpoint_error(tmp_path, capsys, content):
+def test_corrupt_checkpoint_error(tmp_path, capsys, content, message):
     bad = tmp_path / "last.pt"
     bad.write_bytes(content)
     assert main(["eval", "--checkpoint", str(bad)]) == 2
-    assert "is corrupt or not a PyTorch checkpoint" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 ``tests/data/legacy_mixers_v0.1.pt`` holds, per mixer, the state dict, an input and the output written by the 0.1
 code (commit 429e0e6) with ``tests/data/make_legacy_mixers_v0.1.py``: conv-Q/K/V's ``qkv_conv.*``/``qkv.*``,
-decay's ``log_rate``, SDT's ``gate_*`` and its dead ``log_rate`` buffer.
+decay's ``log_rate``, SDT's ``gate_*`` and its dead ``log_rate`` buffer. GPSA's are refused with a clear error: GPSA
+is now ConViT's (relative positional scores), which the 0.1 absolute positional map cannot be converted to.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from spatialvit.attention import create_attention
 
 LEGACY = torch.load(Path(__file__).parent / "data" / "legacy_mixers_v0.1.pt", weights_only=True)
-CASES = LEGACY["cases"]
+CASES = [c for c in LEGACY["cases"] if c["name"] != "gpsa"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c['name']}-{c['kwargs']}-p{c['prefix']}" for c in CASES])
@@ -29,6 +30,15 @@ def test_v0_1_state_dict_loads_strictly_and_gives_the_same_output(case):
     mixer.load_state_dict(case["state"])  # strict: every old key has a place, nothing is missing
     with torch.no_grad():
         torch.testing.assert_close(mixer(case["x"], LEGACY["grid"]), case["y"], rtol=1e-12, atol=1e-12)
+
+
+def test_v0_1_gpsa_state_dict_is_refused_clearly():
+    old = [c for c in LEGACY["cases"] if c["name"] == "gpsa"]
+    assert old
+    for case in old:
+        mixer = create_attention("gpsa", LEGACY["dim"], num_heads=LEGACY["heads"], num_prefix_tokens=case["prefix"])
+        with pytest.raises(RuntimeError, match=r"GPSA of spatialvit 0\.1 .*Retrain"):
+            mixer.load_state_dict(case["state"])
 
 
 def test_fresh_sdt_mixer_has_no_log_rate_and_its_old_one_is_dropped():

@@ -156,7 +156,7 @@ def test_list_models_pattern():
 
 
 def test_grid_shaped_mixer_parameters_follow_the_model_grid():
-    for name, size, grid in (("vit_posattn_micro_patch16", 224, 14), ("vit_gpsa_micro_patch4", 48, 12)):
+    for name, size, grid in (("vit_posattn_micro_patch16", 224, 14), ("vit_posattn_micro_patch4", 48, 12)):
         model = create_model(name, img_size=size)
         assert model.blocks[0].attn.positional.pos.shape[1:3] == (grid, grid)
     chosen = create_model("vit_posattn_micro_patch4", attn_kwargs={"pos_grid": 4})

@@ -121,14 +121,14 @@ def test_synth_train_associate_transfer(tmp_path, capsys):
 def test_study(tmp_path, capsys):
     out = tmp_path / "study"
     argv = ["study", "--models", "vit_micro_patch4", "--epochs", "1", "--img-size", "8", "--no-progress"]
-    argv += ["--out", str(out)]
+    argv += ["--seeds", "0", "--out", str(out)]
     err = refused_twice(argv, out, capsys)
     assert "--resume" in err
-    mtime = (out / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns
+    mtime = (out / "runs" / "vit_micro_patch4" / "seed0" / "last.pt").stat().st_mtime_ns
     assert main([*argv, "--resume"]) == 0  # reuses the finished run
-    assert (out / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns == mtime
+    assert (out / "runs" / "vit_micro_patch4" / "seed0" / "last.pt").stat().st_mtime_ns == mtime
     assert main([*argv, "--overwrite"]) == 0
-    assert (out / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns != mtime
+    assert (out / "runs" / "vit_micro_patch4" / "seed0" / "last.pt").stat().st_mtime_ns != mtime
 
 
 def test_bench_models(tmp_path, capsys):

@@ -289,3 +289,20 @@ def test_cli_timm_model(tmp_path):
         "--out", str(tmp_path),
     ])  # fmt: skip
     assert code == 0 and (tmp_path / "summary.csv").is_file()
+
+
+def test_cli_takes_the_data_from_the_checkpoint(tmp_path, capsys):
+    """A checkpoint trained on other data than the default (4-channel synthetic images) works without --data:
+    the data, its size and normalisation come from the checkpoint's own config."""
+    spec = "synthetic:grid=4,d=16,group=2,patch_pixels=2,in_chans=4,n=64"
+    info = load_dataset(spec, "test").info
+    kw = dict(img_size=8, patch_size=2, in_chans=4, num_classes=2, embed_dim=16, depth=1, num_heads=2)
+    state = {"model_name": "vit_micro_patch4", "model_kwargs": kw, "data_info": info.to_dict()}
+    state |= {"model": create_model("vit_micro_patch4", **kw).state_dict(), "config": {"data": spec}}
+    ckpt = save_checkpoint(tmp_path / "synth.pt", state)
+    args = ["sensitivity", "--checkpoint", str(ckpt), "--shuffle-grids", "2", "--mask-ratios", "0.5"]
+    assert main([*args, "--repeats", "1", "--examples", "0", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    rows = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    assert rows[0]["model"] == "vit_micro_patch4" and all("acc5" not in r for r in rows)  # 2 classes: no top-5
+    assert main([*args, "--data", "digits", "--img-size", "8", "--out", str(tmp_path / "p")]) == 2
+    assert "takes 4-channel images but the data has 1 channel" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The study end to end on a tiny configuration, its config validation and the recipes under configs/."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ TINY = {
     "train": {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "device": "cpu", "threads": 1},
     "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "limit": 64},
     "probes": {"images": 8, "example_images": 1},
+    "seeds": [0],
     "progress": False,
 }
 
@@ -42,6 +44,9 @@ def test_study_writes_report_tables_and_plots(study):
         "comparison.csv",
         "comparison.json",
         "comparison.md",
+        "comparison_seeds.csv",
+        "differences.csv",
+        "claims.csv",
         "sweep.csv",
         "summary.csv",
         "attention_distance.csv",
@@ -56,10 +61,11 @@ def test_study_writes_report_tables_and_plots(study):
     ]:
         assert (out / name).is_file(), name
     for model in TINY["models"]:
-        assert (out / "runs" / model / "last.pt").is_file()
+        assert (out / "runs" / model / "seed0" / "last.pt").is_file()
     rows = json.loads((out / "comparison.json").read_text())
     assert [r["model"] for r in rows] == TINY["models"]
-    assert list(rows[0]) == [*COLUMNS, *WALL_CLOCK]
+    assert set(COLUMNS) | set(WALL_CLOCK) <= set(rows[0])
+    assert all(r["seeds"] == 1 and r["clean_acc1_n"] == 1 and r["clean_acc1_ci"] is None for r in rows)
     for r in rows:
         assert 0.0 <= r["clean_acc1"] <= 1.0 and r["epochs"] == 1 and r["params"] > 0
         assert r["ssi_shuffle"] is not None and r["ssi_mask"] is not None and r["infer_img_s"] > 0
@@ -77,7 +83,10 @@ def test_study_writes_report_tables_and_plots(study):
     assert rows[2]["assoc_mass"] == pytest.approx(sum(a["mass"] for a in assoc) / 2)
     assert rows[2]["assoc_auc"] == pytest.approx(sum(a["auc"] for a in assoc) / 2)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "ssi_shuffle" in html
+    assert html.count("data:image/png;base64,") == 3 and "shuffle SSI" in html
+    assert "one seed (0): no confidence interval" in html
+    assert not re.search(r"\bnan\b", (out / "report.md").read_text())
+    assert "(1 seed)" in html and "higher means more sensitive" in html and "SSI at chance" in html
     md = (out / "report.md").read_text()
     assert "](sensitivity.png)" in md and "vit_micro_patch4" in md and "## Patch association" in md
 
@@ -87,9 +96,9 @@ def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
     keep = [c for c in COLUMNS if c != "source"]
     assert [{c: r[c] for c in keep} for r in again.comparison] == [{c: r[c] for c in keep} for r in study.comparison]
     # a second study into the same folder reuses the finished runs instead of training again
-    mtime = (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns
+    mtime = (tmp_path / "again" / "runs" / "vit_micro_patch4" / "seed0" / "last.pt").stat().st_mtime_ns
     third = run_study(tiny(tmp_path / "again", models=["vit_micro_patch4"], resume=True))
-    assert (tmp_path / "again" / "runs" / "vit_micro_patch4" / "last.pt").stat().st_mtime_ns == mtime
+    assert (tmp_path / "again" / "runs" / "vit_micro_patch4" / "seed0" / "last.pt").stat().st_mtime_ns == mtime
     assert third.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
 
 
@@ -121,7 +130,7 @@ def test_association_rows_match_the_probe_on_an_untrained_positional_vit():
 
 
 def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
-    ckpt = study.out / "runs" / "vit_micro_patch4" / "last.pt"
+    ckpt = study.out / "runs" / "vit_micro_patch4" / "seed0" / "last.pt"
     res = run_study(tiny(tmp_path, models=["vit_micro_patch4"], checkpoints={"vit_micro_patch4": str(ckpt)}))
     assert not (tmp_path / "runs").exists()
     assert res.comparison[0]["source"] == "checkpoint"
@@ -150,7 +159,7 @@ def test_every_recipe_parses(path):
     """Study recipes load as StudyConfig, training recipes as TrainConfig."""
     from spatialvit.train.config import TrainConfig
 
-    if path.name.startswith("digits_micro"):
+    if path.name.startswith(("digits_micro", "imagenet_rmt_", "imagenet_sdt_")):  # one model: `train --config`
         TrainConfig.from_yaml(path)
     else:
         assert StudyConfig.from_yaml(path).models
@@ -158,3 +167,49 @@ def test_every_recipe_parses(path):
 
 def test_the_digits_recipe_is_the_embedded_default():
     assert StudyConfig.from_yaml(ROOT / "configs" / "study_digits.yaml") == StudyConfig()
+
+
+def test_several_seeds_give_student_t_intervals_paired_differences_and_claims(tmp_path):
+    from scipy import stats
+
+    cfg = tiny(tmp_path, models=["resnet_small", "vit_micro_patch4"], seeds=[0, 1, 2])
+    res = run_study(cfg)
+    per_seed = res.per_seed
+    assert sorted((r["model"], r["seed"]) for r in per_seed) == sorted(
+        (m, s) for m in ["resnet_small", "vit_micro_patch4"] for s in [0, 1, 2]
+    )
+    for row in res.comparison:
+        values = [r["clean_acc1"] for r in per_seed if r["model"] == row["model"]]
+        mean = sum(values) / 3
+        half = stats.t.ppf(0.975, 2) * stats.tstd(values) / 3**0.5
+        assert row["seeds"] == 3 and row["clean_acc1"] == pytest.approx(mean)
+        assert row["clean_acc1_ci"] == pytest.approx(half)
+    for model in ["resnet_small", "vit_micro_patch4"]:
+        for seed in [0, 1, 2]:
+            assert (tmp_path / "runs" / model / f"seed{seed}" / "last.pt").is_file()
+    diff = next(d for d in res.differences if d["model"] == "resnet_small" and d["reference"] == "vit_micro_patch4")
+    per = {r["seed"]: r for r in per_seed}
+    paired = [
+        next(r for r in per_seed if r["model"] == "resnet_small" and r["seed"] == s)["ssi_shuffle"]
+        - next(r for r in per_seed if r["model"] == "vit_micro_patch4" and r["seed"] == s)["ssi_shuffle"]
+        for s in [0, 1, 2]
+    ]
+    assert per and diff["ssi_shuffle_diff"] == pytest.approx(sum(paired) / 3)
+    claims = {c["id"]: c for c in res.claims}
+    assert set(claims) == {"a", "b"}  # only the CNN and the plain ViT are in this study
+    for c in claims.values():
+        inside = c["ci_low"] <= 0 <= c["ci_high"]
+        assert (c["verdict"] == "not resolved at this budget") == inside
+    html = (tmp_path / "report.html").read_text()
+    assert "3 seeds (0, 1, 2)" in html and " ± " in html and "## Claims" in (tmp_path / "report.md").read_text()
+
+
+def test_the_study_report_fits_a_1280_px_window(study):
+    """The real report.html (every table, the plots) in headless Chromium at 1280 px: nothing wider than the
+    window; wide tables scroll inside their own box."""
+    from html_layout import find_chromium, layout_facts
+
+    if find_chromium() is None:
+        pytest.skip("chromium not installed (Debian package `chromium`): report.html layout unchecked")
+    facts = layout_facts(study.out / "report.html", 1280, 900)
+    assert facts["overflowing"] == [] and facts["scrollWidth"] <= facts["clientWidth"]

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,11 @@ from spatialvit.data import DatasetInfo, TensorImageDataset, list_datasets, regi
 from spatialvit.models import create_model, list_models, register_model
 from spatialvit.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, model_from_checkpoint
 from spatialvit.train.distributed import shard_indices
-from spatialvit.train.loop import evaluate_checkpoint, lr_schedule, param_groups, soft_cross_entropy
+from spatialvit.train.ema import ModelEma
+from spatialvit.train.loop import _setup, evaluate_checkpoint, lr_schedule, param_groups, soft_cross_entropy
+from spatialvit.train.sampler import RepeatAugSampler
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 # A ViT small enough that an epoch on the 8x8 digits takes about a second on one CPU thread.
 TINY = dict(
@@ -110,6 +115,80 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     assert a["scheduler"] == b["scheduler"]
     keys = ("train_loss", "train_acc", "test_loss", "test_top1", "lr")
     assert [[r[k] for k in keys] for r in full.history] == [[r[k] for k in keys] for r in resumed.history]
+
+
+def test_resume_with_ema_random_erasing_and_repeats_is_bit_identical(tmp_path):
+    """The model EMA is saved and restored: a resumed run ends with the same weights, EMA, optimiser state and metrics
+    (raw and EMA) as an uninterrupted one, with random erasing and repeated augmentation drawing their streams."""
+    kw = dict(epochs=3, random_erasing=0.5, repeated_aug=2, ema_decay=0.9, ema_warmup=True, crop_padding=1)
+    full = fit(tiny(tmp_path, "full", **kw))
+    fit(tiny(tmp_path, "split", stop_after=1, **kw))
+    resumed = fit(tiny(tmp_path, "split", resume="auto", **kw))
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert _states_equal(a["model"], b["model"]) and _states_equal(a["ema"], b["ema"])
+    assert _states_equal(a["optimizer"]["state"], b["optimizer"]["state"])
+    keys = ("train_loss", "test_top1", "test_loss", "test_top1_ema", "test_top5_ema", "test_loss_ema")
+    assert [[r[k] for k in keys] for r in full.history] == [[r[k] for k in keys] for r in resumed.history]
+    # the EMA is a real average (not the weights), it is what the EMA columns score, and the summary reports it
+    assert not torch.equal(a["ema"]["head.weight"], a["model"]["head.weight"])
+    assert torch.equal(resumed.ema_model.state_dict()["head.weight"], b["ema"]["head.weight"])
+    scores = evaluate_checkpoint(resumed.last_checkpoint, device="cpu", ema=True)
+    assert scores["top1"] == pytest.approx(resumed.final["test_top1_ema"])
+    assert "test_top1_ema" in resumed.summary()[0]
+    # a run without these options writes neither EMA columns nor an EMA, and asking for one is a clear error
+    plain = fit(tiny(tmp_path, "plain", epochs=1))
+    assert "test_top1_ema" not in plain.final and plain.ema_model is None
+    with pytest.raises(ValueError, match="holds no model EMA"):
+        model_from_checkpoint(plain.last_checkpoint, ema=True)
+
+
+def test_model_ema_update_rule_and_warmup():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.75)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model(torch.randn(4, 3))  # BatchNorm statistics and its integer counter move too
+    ema.update(model, step=1)
+    now = ema.state_dict()
+    torch.testing.assert_close(now["0.weight"], 0.75 * before["0.weight"] + 0.25 * model[0].weight.detach())
+    torch.testing.assert_close(now["1.running_mean"], 0.75 * before["1.running_mean"] + 0.25 * model[1].running_mean)
+    assert now["1.num_batches_tracked"] == 1 and not ema.module.training
+    assert all(not p.requires_grad for p in ema.module.parameters())
+    warm = ModelEma(model, decay=0.999, warmup=True)  # timm ModelEmaV3: 1 - (1 + t)^(-2/3), capped at the decay
+    assert warm.decay_at(1) == pytest.approx(1 - 2 ** (-2 / 3)) and warm.decay_at(10**6) == 0.999
+    assert ema.decay_at(1) == 0.75
+
+
+def test_repeat_aug_sampler_deals_copies_to_different_ranks():
+    n, k, world = 10, 3, 4
+    shares = [RepeatAugSampler(n, k, world, r, seed=5) for r in range(world)]
+    for s in shares:
+        s.set_epoch(2)
+    got = [list(s) for s in shares]
+    assert all(len(g) == len(s) == math.ceil(n / world) for g, s in zip(got, shares))  # an ordinary epoch's length
+    # the first world * len positions of the stream [a, a, a, b, b, b, ...]: copies of one image on distinct ranks
+    stream = [got[i % world][i // world] for i in range(world * len(got[0]))]
+    assert all(len(set(stream[i : i + k])) == 1 for i in range(0, len(stream) - k + 1, k))
+    assert len(set(stream)) == math.ceil(len(stream) / k)
+    ranks = {}
+    for i, idx in enumerate(stream):
+        ranks.setdefault(idx, []).append(i % world)
+    assert all(len(set(r)) == len(r) for r in ranks.values())
+    assert got == [list(s) for s in shares]  # deterministic for an epoch ...
+    shares[0].set_epoch(3)
+    assert list(shares[0]) != got[0]  # ... and reshuffled for the next
+    single = list(RepeatAugSampler(7, 2))  # one process: the copies sit next to each other, 7 indices per epoch
+    assert len(single) == 7 and single[0:6:2] == single[1:6:2] and len(set(single)) == 4
+
+
+def test_ref_batch_scales_lr_and_ema_decay(tmp_path, linear):
+    run, _ = _setup(tiny(tmp_path, **linear, batch_size=64, ref_batch=256, lr=1e-3, ema_decay=0.9))
+    assert run.optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3 * 64 / 256)
+    assert run.ema.decay == pytest.approx(0.9**0.25)
+    run, _ = _setup(tiny(tmp_path, **linear, batch_size=64, lr=1e-3))
+    assert run.optimizer.param_groups[0]["initial_lr"] == 1e-3 and run.ema is None
 
 
 def test_resume_refuses_changed_config_and_overwrite(tmp_path, linear):
@@ -273,3 +352,45 @@ def test_ddp_two_ranks_on_gloo(tmp_path):
     assert ckpt["epoch"] == 1 and sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
     # Each rank took the steps of its half of the data: 12 of batch 64, where a single process takes 23.
     assert ckpt["scheduler"]["last_epoch"] == math.ceil(math.ceil(1437 / 2) / 64)
+
+
+def test_eval_every_and_train_limit(tmp_path):
+    res = fit(tiny(tmp_path, epochs=3, eval_every=2, train_limit=200))
+    assert [r["test_top1"] is not None for r in res.history] == [False, True, True]  # epoch 2 and the last
+    assert res.final["test_top1"] is not None and res.best["epoch"] in (2, 3)
+    assert all(r["img_per_s"] > 0 for r in res.history)
+    from spatialvit.data import load_dataset, random_subset
+
+    full = load_dataset("digits", "train", 8)
+    a, b = random_subset(full, 200), random_subset(full, 200)
+    assert len(a) == 200 and torch.equal(a.images, b.images) and a.info == full.info  # fixed subset
+    assert random_subset(full, 10_000) is full
+    with pytest.raises(ValueError, match="train_limit must be a positive number"):
+        tiny(tmp_path, train_limit=0)
+
+
+def test_redirected_log_has_one_line_per_epoch_and_no_carriage_returns(tmp_path):
+    import subprocess
+
+    from tests.test_cli import TINY_ARGS
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    args = [a for a in TINY_ARGS if a != "--no-progress"] + ["--epochs", "2", "--out", str(tmp_path / "r")]
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        proc = subprocess.run([sys.executable, "-m", "spatialvit", "train", *args], stdout=f, stderr=subprocess.STDOUT,
+                              env=env, timeout=300)  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "\r" not in text  # no progress-bar redraws in a file
+    lines = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and "ETA" in lines[0] and "s (" in lines[0]
+
+
+def test_top5_only_with_more_than_five_classes():
+    from spatialvit.train.loop import evaluate
+
+    loader = [(torch.rand(6, 3), torch.arange(6) % 3)]
+    scores = evaluate(nn.Linear(3, 3), loader, "cpu")
+    assert scores["top5"] is None and scores["top1"] >= 0
+    assert evaluate(nn.Linear(3, 10), [(torch.rand(6, 3), torch.arange(6))], "cpu")["top5"] is not None

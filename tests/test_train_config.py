@@ -39,6 +39,28 @@ def test_default_config_file_loads():
     assert TrainConfig.from_yaml(Path(__file__).parents[1] / "configs" / "digits_micro.yaml") == TrainConfig()
 
 
+IMAGENET_RECIPES = {"rmt_t": 0.1, "sdt_t": 0.1, "rmt_s": 0.15, "sdt_s": 0.15}  # model: RMT's drop path
+
+
+@pytest.mark.parametrize("model", IMAGENET_RECIPES)
+def test_imagenet_recipes_are_rmts(model):
+    """configs/imagenet_{rmt,sdt}_{t,s}.yaml: one model each, RMT's recipe (spec/hierarchical.md), a torchrun line."""
+    from spatialvit.models import list_models, model_defaults
+
+    path = Path(__file__).parents[1] / "configs" / f"imagenet_{model}.yaml"
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.model == model and model in list_models() and model_defaults(model)["img_size"] == cfg.img_size == 224
+    assert cfg.data == "folder:/data/imagenet" and cfg.model_kwargs == {"drop_path_rate": IMAGENET_RECIPES[model]}
+    optim = (cfg.lr, cfg.ref_batch, cfg.min_lr, cfg.weight_decay, cfg.epochs, cfg.warmup_epochs, cfg.clip_grad)
+    assert optim == (5e-4, 512, 1e-5, 0.05, 300, 5, None)
+    aug = (cfg.randaugment_ops, cfg.randaugment_magnitude, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.label_smoothing)
+    assert aug == (2, 9, 0.8, 1.0, 0.1) and cfg.flip
+    assert (cfg.random_erasing, cfg.repeated_aug, cfg.ema_decay) == (0.25, 3, 0.99996)
+    assert cfg.out == f"runs/imagenet_{model}" and cfg.num_workers > 0
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# torchrun --nproc_per_node=") and f"--config configs/imagenet_{model}.yaml" in header
+
+
 @pytest.mark.parametrize(
     ("text", "error", "match"),
     [

@@ -173,6 +173,52 @@ def test_cutout_fills_one_square_per_image():
         assert len(ys) <= 16 and len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
 
 
+def test_erase_at_replaces_exactly_the_boxes():
+    x = torch.rand(3, 2, 6, 7, dtype=torch.float64)
+    boxes = torch.tensor([[1, 3, 2, 6], [0, 0, 0, 0], [0, 6, 0, 7]])
+    noise = torch.rand(3, 2, 6, 7, dtype=torch.float64)
+    out = T.erase_at(x, boxes, noise)
+    want = x.clone()
+    want[0, :, 1:3, 2:6] = noise[0, :, 1:3, 2:6]
+    want[2] = noise[2]
+    assert torch.equal(out, want)
+
+
+def test_random_erasing_erases_one_box_of_the_stated_size_on_p_of_the_images():
+    x = torch.full((4000, 3, 16, 16), 0.5)
+    out = T.RandomErasing(0.25)(x, _gen())
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out != x).any(1)  # [B, H, W]; noise never hits 0.5 exactly where it matters
+    erased = changed.flatten(1).any(1)
+    assert 0.22 < erased.float().mean() < 0.28  # p = 0.25: 1000 of 4000 expected, sd 27
+    for c in changed[erased][:200]:
+        ys, xs = c.nonzero(as_tuple=True)
+        h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+        assert len(ys) == h * w  # one rectangle, every pixel of it replaced (all channels: same mask)
+        assert 0.02 * 256 * 0.5 <= h * w <= 256 / 3 * 1.35 and 0.3 / 1.8 <= h / w <= 1.8 / 0.3  # with rounding
+    # the noise is uniform per pixel and channel, not one value per box
+    region = out[erased][0][:, changed[erased][0]]
+    assert region.unique().numel() == region.numel() and 0.3 < region.mean() < 0.7
+    # reproducible from the generator; p = 0 leaves the images alone, p = 1 erases every image (boxes fit 16x16)
+    again = T.RandomErasing(0.25)(x, _gen())
+    assert torch.equal(out, again) and not torch.equal(out, T.RandomErasing(0.25)(x, _gen(1)))
+    assert torch.equal(T.RandomErasing(0.0)(x, _gen()), x)
+    assert (T.RandomErasing(1.0)(x[:200], _gen()) != x[:200]).flatten(1).any(1).all()
+
+
+def test_random_erasing_in_the_pipeline_before_mixing():
+    x, y = torch.full((64, 1, 12, 12), 0.5), torch.randint(0, 4, (64,))
+    tf = T.build_train_transform(4, crop_padding=0, flip=False, random_erasing=0.5)
+    assert isinstance(tf.erasing, T.RandomErasing) and tf.erasing.p == 0.5
+    out, targets = tf(x, y, _gen())
+    assert 16 < (out != x).flatten(1).any(1).sum() < 48 and torch.equal(targets, F.one_hot(y, 4).float())
+    assert T.build_train_transform(4).erasing is None
+    with pytest.raises(ValueError, match="random_erasing must be"):
+        T.build_train_transform(4, random_erasing=1.5)
+    with pytest.raises(ValueError, match="scale must be"):
+        T.RandomErasing(0.5, scale=(0.5, 0.2))
+
+
 def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].double() / 255
 

@@ -227,7 +227,7 @@ def add_arguments(
         if (wanted is not None and f.name not in wanted) or f.name in skip:
             continue
         default = getattr(defaults, f.name) if defaults is not None else _default(f)
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         hint = hints[f.name]
         if hint is bool:
             parser.add_argument(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -98,3 +100,33 @@ def describe_changes(saved: dict, current: dict, ignore: Iterable[str] = ()) -> 
     skip = set(ignore)
     keys = [k for k in dict.fromkeys([*saved, *current]) if k not in skip and saved.get(k) != current.get(k)]
     return "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in keys)
+
+
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
+def resume_command(argv: Sequence[str], flag: str = "--resume") -> str:
+    """The command line that continues the run ``spatialvit argv`` started: ``argv`` without ``--overwrite`` (a
+    resumed run must not start again) and with ``flag`` (unless already there), quoted for a POSIX shell."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--no-resume")]
+    if flag not in kept and not any(a.startswith(flag + "=") for a in kept):
+        kept.append(flag)
+    return shlex.join(["spatialvit", *kept])
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> Any:
+    """A tqdm progress bar over ``iterable`` when ``enabled`` and standard error is a terminal; otherwise a silent
+    stand-in (no carriage returns in a redirected log: the commands write one line per epoch or stage there)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not (enabled and sys.stderr.isatty()), **kwargs)
+
+
+def eta(seconds_so_far: float, done: int, total: int) -> str:
+    """``"ETA 3 min 20 s"`` for the ``total - done`` steps left at the mean pace so far (``""`` when none are)."""
+    if done <= 0 or done >= total:
+        return ""
+    left = round(seconds_so_far / done * (total - done))
+    return f"ETA {left // 60} min {left % 60} s" if left >= 60 else f"ETA {left} s"

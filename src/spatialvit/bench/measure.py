@@ -26,6 +26,7 @@ inputs, parameters and optimiser state that exist before the call are not counte
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +34,12 @@ from collections.abc import Callable
 import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
+
+# libkineto (torch.profiler's backend) writes a "USDT: ... profiler_start" / "profiler_stop" line to stderr for every
+# profiled call, at its highest severity (USDT = 5, above ERROR = 4). It reads its threshold from this variable once,
+# when the process first starts the profiler: 6 keeps it quiet. A value the user set is kept.
+KINETO_LOG_LEVEL = "KINETO_LOG_LEVEL"
+QUIET = "6"
 
 
 def _sync(device: torch.device) -> None:
@@ -79,6 +86,7 @@ def peak_mib(fn: Callable[[], object], device: torch.device | str = "cpu") -> fl
 
 def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """Peak live bytes of CPU allocator blocks allocated while ``fn`` runs (see the module docstring)."""
+    os.environ.setdefault(KINETO_LOG_LEVEL, QUIET)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         marker = torch.empty(1)
         fn()

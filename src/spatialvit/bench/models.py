@@ -9,47 +9,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..config import Config, option
 from ..models import create_model, list_models
-from ..models.vit import PATCHES, SIZES
 from ..report.tables import save_table
-from ..runtime import claim_outputs
+from ..runtime import claim_outputs, progress_bar
+from .config import BenchConfig
 from .measure import peak_mib, time_call
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 TIMM_REFERENCE = "vit_tiny_patch16_224"
-
-
-@dataclass(frozen=True)
-class BenchConfig(Config):
-    """``spatialvit bench models``: the families at one size, the input, and how long to measure."""
-
-    size: str = option("micro", "model size: micro, tiny or small")
-    patch: int = option(4, "patch size: 4 or 16")
-    img_size: int = option(32, "image size N x N")
-    in_chans: int = option(3, "input channels")
-    batch_size: int = option(64, "images per step")
-    device: str = option("cpu", "cpu, cuda or cuda:N")
-    dtype: str = option("float32", "float32, or bfloat16 autocast")
-    repeats: int = option(5, "timed calls per measurement (the median is reported)")
-    threads: int | None = option(None, "torch CPU threads (none: torch's choice; 1 is steadier on a busy CPU)")
-    timm: bool = option(True, "add timm's ViT-Tiny recipe as a reference when timm is installed")
-    out: str = option("results/bench", "output folder")
-    overwrite: bool = option(False, "replace the tables of an earlier run in out")
-    progress: bool = option(True, "progress bar on a terminal")
-
-    def validate(self) -> None:
-        if self.size not in SIZES or self.patch not in PATCHES:
-            raise ValueError(f"size must be one of {sorted(SIZES)} and patch one of {sorted(PATCHES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        for name in ("img_size", "in_chans", "batch_size", "repeats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or none, got {self.threads}")
 
 
 def run_bench(config: BenchConfig) -> tuple[list[dict[str, Any]], dict[str, Path]]:
@@ -179,7 +147,7 @@ def bench_models(
         steps.append(step)
     # Round-robin: every round times one training step and one inference batch of every model in turn, so a change
     # of load on a shared machine falls on all models alike and the ratios of the medians stay comparable.
-    for _ in tqdm(range(repeats), desc="bench models", disable=not progress):
+    for _ in progress_bar(range(repeats), desc="bench models", enabled=progress):
         for step in steps:
             step.time("train")
             step.time("infer")

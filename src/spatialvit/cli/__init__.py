@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spatialvit",
         description="Spatial structure in Vision Transformers: measure how much a classifier uses the layout of the "
         "image, train ViTs with spatial attention, and probe what they learn.",
+        epilog="`spatialvit COMMAND --help` shows a command's options, their defaults and examples.",
     )
     parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -32,9 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``spatialvit`` and ``python -m spatialvit``; returns the exit code."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        print(f"spatialvit {args.command}: error: {err}", file=sys.stderr)
+        print(f"{getattr(args, 'prog', None) or 'spatialvit ' + args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nspatialvit {args.command}: interrupted. {_after_interrupt(args, argv)}", file=sys.stderr)
+        return 130
+
+
+def _after_interrupt(args: argparse.Namespace, argv: list[str]) -> str:
+    """What is kept after Ctrl-C, and the exact command that goes on (a command sets ``resumable`` when it writes
+    checkpoints atomically and can continue from them)."""
+    from ..runtime import resume_command
+
+    if getattr(args, "resumable", False):
+        return f"Completed checkpoints are intact (written atomically); continue with: {resume_command(argv)}"
+    return "Nothing it wrote is half-finished; run the same command again (add --overwrite if it refuses)."

@@ -26,13 +26,13 @@ spatialvit bench models --size tiny --patch 16 --img-size 224 --device cuda --dt
 BENCH_TEXT = """\
 throughput and peak memory of the model families
 
-Benchmarks. WHAT is one of:
-  models   every ViT family against the plain ViT of its size
+Benchmarks of speed and memory; WHAT is one of the sub-commands below (`spatialvit bench WHAT --help`
+shows its options).
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..bench.models import BenchConfig
+    from ..bench.config import BenchConfig
     from ..config import add_arguments
 
     p = command(sub, "bench", BENCH_TEXT, EXAMPLES)
@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.models import BenchConfig, run_bench
+    from ..bench.config import BenchConfig
+    from ..bench.models import run_bench
     from ..config import given
     from ..report.tables import markdown_table
 

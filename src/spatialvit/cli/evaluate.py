@@ -23,7 +23,9 @@ training statistics stored in the checkpoint. The table is printed and saved as 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "eval", DESCRIPTION, EXAMPLES, run)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file (e.g. runs/x/best.pt)")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="checkpoint file (e.g. runs/x/best.pt; required)"
+    )
     p.add_argument(
         "--data", metavar="SPEC", help="dataset spec NAME or NAME:PATH (default: the data the model was trained on)"
     )

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from .._text import plural
 from ..config import add_arguments, given
-from ..data import load_dataset, resize_images
-from ..generation import (
-    DenoiserConfig,
-    denoiser_from_checkpoint,
-    generation_metrics,
-    save_image_grid,
-)
-from ..generation.loop import train_on_dataset
-from ..generation.sampler import SamplingConfig, sample_classes
-from ..report.tables import markdown_table, save_table
-from ..runtime import claim_outputs, resolve_device
-from ..train.checkpoint import classifier_from_checkpoint
+from ..generation.config import DenoiserConfig, SamplingConfig
 from .common import command, positive_int
+
+if TYPE_CHECKING:
+    import torch
 
 DENOISER_FILES = ("denoiser.pt", "losses.*", "samples.png")
 DESCRIPTION = """\
@@ -93,9 +87,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     _train_parser(actions)
     s = command(actions, "sample", SAMPLE_TEXT, SAMPLE_EXAMPLES, run_sample)
-    s.add_argument("checkpoint", type=Path, help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)")
-    s.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG path")
-    s.add_argument("--save-tensor", type=Path, help="also save images and labels to this .pt file")
+    s.add_argument(
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)"
+    )
+    s.add_argument("--out", type=Path, default=Path("samples.png"), metavar="FILE", help="PNG file of the sample grid")
+    s.add_argument(
+        "--save-tensor",
+        type=Path,
+        metavar="FILE",
+        help="also save images and labels to this .pt file (default: not saved)",
+    )
     s.add_argument("--overwrite", action="store_true", help="replace existing --out / --save-tensor files")
     _sampling_args(s, per_class=8)
     _common_args(s)
@@ -103,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_parser(actions: argparse._SubParsersAction) -> None:
-    t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train)
+    t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train, resumable=True)
     t.add_argument("--data", default="digits", metavar="SPEC", help="dataset spec NAME or NAME:PATH")
     t.add_argument("--img-size", type=positive_int, default=16, help="image side the data is resized to")
     t.add_argument("--mixer", default="softmax", metavar="NAME", help=f"token mixer: {', '.join(MIXERS)}")
@@ -116,13 +117,14 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--size", choices=("micro", "tiny", "small"), default="micro", help="transformer size")
     t.add_argument("--patch-size", type=positive_int, default=2, help="patch side")
-    t.add_argument("--out", type=Path, required=True, help="output folder")
+    t.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
     t.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         metavar="PATH",
-        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint",
+        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint "
+        "(default: a new run)",
     )
     t.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run (deletes it)")
     add_arguments(t.add_argument_group("optimisation"), DenoiserConfig, skip=("seed",))
@@ -132,12 +134,14 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
 
 def _evaluate_parser(actions: argparse._SubParsersAction) -> None:
     e = command(actions, "evaluate", EVALUATE_TEXT, EVALUATE_EXAMPLES, run_evaluate)
-    e.add_argument("checkpoints", type=Path, nargs="+", help="denoiser checkpoints to compare")
-    e.add_argument("--classifier", type=Path, required=True, help="classifier checkpoint of `spatialvit train`")
+    e.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="denoiser checkpoints to compare")
+    e.add_argument(
+        "--classifier", type=Path, required=True, help="classifier checkpoint of `spatialvit train` (required)"
+    )
     e.add_argument("--data", metavar="SPEC", help="dataset spec of the real images (default: the denoiser's)")
     e.add_argument("--real-split", choices=("train", "test"), default="train", help="real reference set")
     e.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall")
-    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
     e.add_argument("--name", default="generation_metrics", metavar="NAME", help="table name")
     e.add_argument("--overwrite", action="store_true", help="replace the table and sample grids of an earlier run")
     _sampling_args(e, per_class=36)
@@ -156,6 +160,10 @@ def json_object(text: str) -> dict:
 
 
 def _setup(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..runtime import resolve_device
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -168,10 +176,17 @@ def _sampling(args: argparse.Namespace) -> SamplingConfig:
 
 def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     """The sample grid's images and labels, with the sampling flags and the seed of ``args``."""
+    from ..generation.sampler import sample_classes
+
     return sample_classes(model, _sampling(args), seed=args.seed, progress=not args.no_progress)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from ..generation.loop import denoiser_from_checkpoint, train_on_dataset
+    from ..generation.sampler import save_image_grid
+    from ..runtime import claim_outputs
+
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue the run or start it again")
     if not args.resume:
@@ -205,13 +220,19 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..generation.loop import denoiser_from_checkpoint
+    from ..generation.sampler import save_image_grid
+    from ..runtime import claim_outputs
+
     for path in filter(None, [args.out, args.save_tensor]):
         claim_outputs(path.parent, [path.name], overwrite=args.overwrite)
     _setup(args)
     model, _, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not _sampling(args).raw_weights)
     images, labels = _samples(model.to(args.device), args)
     path = save_image_grid(images, args.out, ncol=args.per_class)
-    print(f"wrote {path} ({len(images)} samples, one row per class)")
+    print(f"wrote {path} ({plural(len(images), 'sample')}, one row per class)")
     if args.save_tensor is not None:
         args.save_tensor.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"images": images, "labels": labels}, args.save_tensor)
@@ -220,6 +241,16 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import load_dataset, resize_images
+    from ..generation.evaluate import generation_metrics
+    from ..generation.loop import denoiser_from_checkpoint
+    from ..generation.sampler import save_image_grid
+    from ..report.tables import markdown_table, save_table
+    from ..runtime import claim_outputs
+    from ..train.checkpoint import classifier_from_checkpoint
+
     _setup(args)
     runs = [path.parent.name or path.stem for path in args.checkpoints]
     if len(set(runs)) != len(runs):
@@ -237,8 +268,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if clf_info.in_chans != first_info.in_chans or clf_info.num_classes != first_info.num_classes:
         raise ValueError(
-            f"classifier ({clf_info.in_chans} channels, {clf_info.num_classes} classes) does not match the "
-            f"denoiser's data ({first_info.in_chans} channels, {first_info.num_classes} classes)"
+            f"classifier ({plural(clf_info.in_chans, 'channel')}, {plural(clf_info.num_classes, 'class')}) does "
+            f"not match the denoiser's data ({plural(first_info.in_chans, 'channel')}, "
+            f"{plural(first_info.num_classes, 'class')})"
         )
     reference, _ = real(args.real_split)
     test_x, test_y = real("test")

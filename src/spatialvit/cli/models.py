@@ -1,4 +1,4 @@
-"""``spatialvit models``: list registered models with their size."""
+"""``spatialvit models``: list registered models with their input size, parameters and FLOPs."""
 
 from __future__ import annotations
 
@@ -7,35 +7,60 @@ import argparse
 from .common import command
 
 EXAMPLES = """\
-spatialvit models
 spatialvit models sdt
-spatialvit models 'vit_*_micro_patch4' --params
+spatialvit models 'vit_*_micro_patch4' --params --flops
 """
 MODELS_TEXT = """\
 list the registered models
 
-List registered model names (shell-style PATTERN, e.g. 'vit_*_patch4'), with their default
-input size and, with --params, their parameter count.
+List registered model names with their default input size. PATTERN is a part of the name ('sdt': every
+name containing sdt) or a shell-style pattern ('vit_*_patch4'); a pattern that matches nothing lists the
+model families. --params adds the parameter count (built on the meta device, no weights: fast);
+--flops the GMACs (multiply-accumulates, 10^9) of one forward pass of one image at the model's default
+input size (spatialvit.models.measure_complexity; FLOPs = 2 x MACs; builds each model: slower).
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "models", MODELS_TEXT, EXAMPLES, run)
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on model names (default: all)")
-    p.add_argument("--params", action="store_true", help="also build each model and print its parameter count")
+    p.add_argument(
+        "pattern", nargs="?", default="*", metavar="PATTERN", help="part of a name, or a shell-style pattern"
+    )
+    p.add_argument("--params", action="store_true", help="also print each model's parameter count")
+    p.add_argument("--flops", action="store_true", help="also print each model's GMACs at its default input size")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import create_model, list_models, model_defaults
+    import torch
+
+    from ..models import create_model, measure_complexity, model_defaults
+    from ..models.registry import list_families, list_models
 
     names = list_models(args.pattern)
     if not names:
-        raise ValueError(f"no model matches pattern {args.pattern!r}")
+        how = "matches" if any(c in args.pattern for c in "*?[") else "contains"
+        raise ValueError(
+            f"no registered model name {how} {args.pattern!r}. Families: {', '.join(list_families())} "
+            "(`spatialvit models` lists every model)"
+        )
+    rows = []
     for name in names:
-        size = model_defaults(name).get("img_size", 32)
-        line = f"{name:32s} img_size={size}"
+        size = model_defaults(name).get("img_size") or 32  # CNNs without a fixed size: CIFAR-sized input
+        row = {"model": name, "img_size": f"{size}x{size}"}
         if args.params:
-            n = sum(p.numel() for p in create_model(name).parameters())
-            line += f"  params={n / 1e6:.2f}M"
-        print(line)
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                model = create_model(name)
+            row["params"] = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
+        if args.flops:
+            macs = measure_complexity(create_model(name), img_size=size).macs
+            row["GMACs"] = f"{macs / 1e9:.3f}"
+        rows.append(row)
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    print("  ".join(f"{k:{w}s}" for k, w in widths.items()).rstrip())
+    for row in rows:
+        print("  ".join(f"{row[k]:{w}s}" for k, w in widths.items()).rstrip())
+    if args.flops:
+        print(
+            "\nGMACs: multiply-accumulates (10^9) of one forward pass of one image at img_size NxN (FLOPs = 2 x MACs)"
+        )
     return 0

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import add_arguments, given
-from ..probes.compare import SensitivityRunConfig, run_sensitivity
-from ..probes.sensitivity import SweepConfig
-from ..report.tables import markdown_table
+from ..probes.config import SensitivityRunConfig, SweepConfig
 from .common import command, repeatable
 
 DESCRIPTION = """\
@@ -30,13 +28,17 @@ spatialvit sensitivity --timm-model deit_small_patch16_224 --data folder:/data/i
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "sensitivity", DESCRIPTION, EXAMPLES, run)
     keys = SensitivityRunConfig.describe()
-    repeatable(p, "--checkpoint", dest="checkpoints", metavar="PATH", help=f"{keys['checkpoints'][1]} (repeatable)")
-    repeatable(p, "--timm-model", dest="timm_models", metavar="NAME", help=f"{keys['timm_models'][1]} (repeatable)")
+    need = "none; give at least one --checkpoint or --timm-model"
+    repeatable(p, "--checkpoint", dest="checkpoints", metavar="PATH", help=keys["checkpoints"][1], default=need)
+    repeatable(p, "--timm-model", dest="timm_models", metavar="NAME", help=keys["timm_models"][1], default=need)
     add_arguments(p, SensitivityRunConfig, skip=("checkpoints", "timm_models"))
     add_arguments(p.add_argument_group("the sweep"), SweepConfig, dest_prefix="sweep.")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..probes.compare import run_sensitivity
+    from ..report.tables import markdown_table
+
     values = given(args, SensitivityRunConfig)
     values["sweep"] = given(args, SweepConfig, dest_prefix="sweep.")
     results, paths = run_sensitivity(SensitivityRunConfig.from_dict(values))

@@ -8,11 +8,11 @@ import logging
 import sys
 import time
 
+from .._text import plural
 from ..config import add_arguments, given
-from ..report.tables import markdown_table
-from ..study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
-from ..train import TrainConfig
-from .common import command, repeatable
+from ..study.config import StudyConfig
+from ..train.config import TrainConfig
+from .common import command, config_file, repeatable
 
 # Training keys a study takes as flags (all of train: in YAML).
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "warmup_epochs", "threads", "device")
@@ -44,16 +44,21 @@ spatialvit study --checkpoint vit_micro_patch4=runs/vit/last.pt --models vit_mic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "study", DESCRIPTION, EXAMPLES, run)
-    p.add_argument(
-        "--config", metavar="FILE", help="study YAML (configs/study_digits.yaml, configs/cifar10_tiny.yaml, ...)"
-    )
+    p = command(sub, "study", DESCRIPTION, EXAMPLES, run, resumable=True)
+    config_file(p, "study config (configs/study_digits.yaml, configs/study_fashion_mnist.yaml, ...)")
     add_arguments(p, StudyConfig)
     repeatable(
-        p, "--checkpoint", dest="checkpoint", metavar="MODEL=PATH", help="use this checkpoint for MODEL (repeatable)"
+        p,
+        "--checkpoint",
+        dest="checkpoint",
+        metavar="MODEL=PATH",
+        help="use this checkpoint for MODEL instead of training it",
+        default="train every model",
     )
     train = p.add_argument_group("training (keys of train:, shared by every model)")
-    add_arguments(train, TrainConfig, keys=TRAIN_FLAGS, defaults=StudyConfig().train, dest_prefix="train.")
+    add_arguments(
+        train, TrainConfig, keys=TRAIN_FLAGS, defaults=StudyConfig.describe()["train"][0], dest_prefix="train."
+    )
 
 
 def build_config(args: argparse.Namespace) -> StudyConfig:
@@ -73,13 +78,17 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.tables import markdown_table
+    from ..study.report import shown_comparison
+    from ..study.runner import run_study
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = build_config(args)
     t0 = time.perf_counter()
     result = run_study(config)
     if result is None:  # a non-zero torchrun rank: training only
         return 0
-    print(f"\nstudy of {len(config.models)} models on {config.data} in {time.perf_counter() - t0:.0f}s")
-    print(markdown_table(result.comparison, 3, [*COLUMNS, *WALL_CLOCK]))
+    print(f"\nstudy of {plural(len(config.models), 'model')} on {config.data} in {time.perf_counter() - t0:.0f}s")
+    print(markdown_table(shown_comparison(result.comparison)))
     print(f"\nreport: {result.out / 'report.md'} and {result.out / 'report.html'}")
     return 0

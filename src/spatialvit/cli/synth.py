@@ -7,37 +7,13 @@ import argparse
 import dataclasses
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..config import add_arguments, given
-from ..data import Normalize
-from ..data.synthetic import (
-    SyntheticConfig,
-    load_synthetic,
-    make_partition,
-    sample_synthetic,
-    split_spec,
-    synthetic_info,
-)
-from ..probes.association import CLUSTER_METHODS, association_report
-from ..report.synthetic_plots import plot_association_history, plot_attention_groups, plot_transfer
-from ..report.tables import markdown_table, save_table
-from ..runtime import claim_outputs
-from ..synth.experiments import (
-    TEST_SEED_OFFSET,
-    TRANSFER_ARMS,
-    FitSettings,
-    bayes_accuracy,
-    global_count_accuracy,
-    summarise_transfer,
-    train_association,
-    transfer_experiment,
-    vit_association,
-)
-from ..synth.model import ACTIVATIONS, SimplifiedViT
-from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..probes.config import CLUSTER_METHODS
+from ..synth.config import ACTIVATION_NAMES, SIMPLIFIED, TRANSFER_ARMS, FitSettings
 from .common import command, positive_int
 
-SIMPLIFIED = "synth_simplified"
 # What each action writes into --out.
 TRAIN_FILES = ("history.*", "summary.*", "attention.png", "association.png", "model.pt")
 ASSOCIATE_FILES = ("association.*", "attention.png")
@@ -118,12 +94,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _fit_args(t)
     t.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
     a = command(ops, "associate", ASSOCIATE_TEXT, ASSOCIATE_EXAMPLES, run_associate)
-    a.add_argument("model", type=Path, help="model.pt of 'synth train', or a spatialvit ViT checkpoint")
+    a.add_argument(
+        "model", type=Path, metavar="MODEL_PT", help="model.pt of 'synth train', or a spatialvit ViT checkpoint"
+    )
     a.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + " (ViT checkpoints only)")
     a.add_argument("--images", type=positive_int, default=256, help="images averaged for a ViT's attention")
     a.add_argument("--per-head", action="store_true", help="also one row per attention head (ViT)")
     a.add_argument("--cluster", choices=CLUSTER_METHODS, default="spectral", help="clustering for the ARI")
-    a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), help="output folder")
+    a.add_argument("--out", type=Path, default=Path("runs/synth/associate"), metavar="DIR", help="output folder")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     r = command(ops, "transfer", TRANSFER_TEXT, TRANSFER_EXAMPLES, run_transfer)
     _data_args(r)
@@ -144,11 +122,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="'image': the 8x8 grid of 2x2 groups, d=48 (renders as 32x32 RGB), 10k samples, 600 steps; 'small': the "
         "re-implementation's 10 patches, d=100, random pairs, 50k samples, 300 steps",
     )
-    p.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + "; overrides the preset's")
+    p.add_argument("--data", metavar="OPTIONS", help=DATA_HELP + "; overrides the preset's (default: the preset's)")
     p.add_argument("--n-train", type=positive_int, help="training samples (default: preset image 10000, small 50000)")
     p.add_argument("--n-test", type=positive_int, default=2000, help="test samples")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples")
-    p.add_argument("--out", type=Path, default=Path("runs/synth"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("runs/synth"), metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -159,7 +137,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         f"optimisation (defaults of --preset image; small: steps {small.steps}, attn-lr {small.attn_lr}, max-step none)"
     )
     add_arguments(g, FitSettings, skip=("train_attention",), defaults=PRESETS["image"]["fit"])
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="poly5", help="default: poly5")
+    p.add_argument("--activation", choices=ACTIVATION_NAMES, default="poly5", help="act of F(X) (poly5: z^5 + 0.03 z)")
     p.add_argument("--values", type=int, default=1, metavar="N", help="value vectors per output (default: 1)")
     p.add_argument(
         "--value-init-std",
@@ -169,7 +147,9 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> tuple[SyntheticConfig, int, FitSettings]:
+def _config(args: argparse.Namespace) -> tuple[Any, int, FitSettings]:
+    from ..data.synthetic import SyntheticConfig
+
     preset = PRESETS[args.preset]
     cfg = SyntheticConfig.from_string(",".join(filter(None, [preset["data"], args.data])))
     settings = FitSettings.from_dict(given(args, FitSettings), preset["fit"])
@@ -182,6 +162,13 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..data.synthetic import sample_synthetic, synthetic_info
+    from ..report.synthetic_plots import plot_association_history, plot_attention_groups
+    from ..report.tables import markdown_table, save_table
+    from ..runtime import claim_outputs
+    from ..synth.experiments import TEST_SEED_OFFSET, bayes_accuracy, global_count_accuracy, train_association
+    from ..train.checkpoint import save_checkpoint
+
     cfg, n_train, settings = _config(args)
     claim_outputs(args.out, TRAIN_FILES, overwrite=args.overwrite)
     kwargs = _model_kwargs(args)
@@ -226,6 +213,16 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_associate(args: argparse.Namespace) -> int:
+    from ..data import Normalize
+    from ..data.synthetic import SyntheticConfig, load_synthetic, make_partition, split_spec
+    from ..probes.association import association_report
+    from ..report.synthetic_plots import plot_attention_groups
+    from ..report.tables import markdown_table, save_table
+    from ..runtime import claim_outputs
+    from ..synth.experiments import vit_association
+    from ..synth.model import SimplifiedViT
+    from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+
     claim_outputs(args.out, ASSOCIATE_FILES, overwrite=args.overwrite)
     ckpt = load_checkpoint(args.model)
     rows = []
@@ -260,6 +257,11 @@ def run_associate(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
+    from ..report.synthetic_plots import plot_transfer
+    from ..report.tables import markdown_table, save_table
+    from ..runtime import claim_outputs
+    from ..synth.experiments import summarise_transfer, transfer_experiment
+
     cfg, n_train, settings = _config(args)
     claim_outputs(args.out, TRANSFER_FILES, overwrite=args.overwrite)
     ns = [int(n) for n in args.ns.split(",") if n.strip()]

@@ -9,11 +9,10 @@ from typing import Any
 
 import yaml
 
+from .._text import plural
 from ..config import add_arguments, given
-from ..report.tables import markdown_table
-from ..train import TrainConfig, fit
-from ..train.loop import saved_config
-from .common import command, repeatable
+from ..train.config import TrainConfig
+from .common import command, config_file, explain_default, repeatable
 
 DESCRIPTION = """\
 train a model on a dataset
@@ -32,12 +31,13 @@ torchrun --nproc_per_node=4 -m spatialvit train --config configs/digits_micro.ya
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "train", DESCRIPTION, EXAMPLES, run)
-    p.add_argument("--config", metavar="FILE", help="YAML file of config keys (see configs/digits_micro.yaml)")
+    p = command(sub, "train", DESCRIPTION, EXAMPLES, run, resumable=True)
+    config_file(p, "training config (configs/digits_micro.yaml)")
     add_arguments(p, TrainConfig, skip=("resume",))
+    explain_default(p, "stop_after", "run to the end of the schedule")
     keys = TrainConfig.describe()
-    help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML (repeatable, e.g. --model-arg drop_path_rate=0.1)"
-    repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text)
+    help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML, e.g. --model-arg drop_path_rate=0.1"
+    repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text, default="none")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -49,11 +49,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.tables import markdown_table
+    from ..train.loop import fit
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = build_config(args)
     result = fit(config)
     total = sum(row["epoch_time_s"] for row in result.history)
-    print(f"\n{config.model} on {config.data}: {len(result.history)} epochs, {total:.1f}s of training and evaluation")
+    print(
+        f"\n{config.model} on {config.data}: {plural(len(result.history), 'epoch')}, {total:.1f}s of training and "
+        "evaluation"
+    )
     print(markdown_table(result.summary(), digits=2))
     print(f"\nrun folder: {result.run_dir}  (checkpoints last.pt and best.pt, metrics.csv, config.yaml)")
     return 0
@@ -61,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults <- the resumed checkpoint's config or ``--config`` <- the flags given on the command line."""
+    from ..train.loop import saved_config
+
     overrides = given(args, TrainConfig)
     if "model_kwargs" in overrides:
         overrides["model_kwargs"] = _key_values(overrides["model_kwargs"])

@@ -15,6 +15,7 @@ from .base import (
     channel_stats,
     list_datasets,
     load_dataset,
+    random_subset,
     register_dataset,
 )
 from .digits import resize_images
@@ -33,6 +34,7 @@ __all__ = [
     "channel_stats",
     "list_datasets",
     "load_dataset",
+    "random_subset",
     "register_dataset",
     "resize_images",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .._names import unknown_name
 
@@ -140,3 +140,18 @@ def load_dataset(spec: str, split: str = "train", img_size: int | None = None, *
     if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1):
         raise ValueError(f"img_size must be a positive int (or None to keep the dataset's size), got {img_size!r}")
     return _DATASETS[name](root or None, split, img_size, **kwargs)
+
+
+def random_subset(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
+    """A fixed random subset of ``n`` items of ``dataset`` (in their original order; the same for every caller with
+    the same ``seed``), keeping its ``info``; the dataset itself when it has at most ``n`` items."""
+    if n >= len(dataset):
+        return dataset
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if isinstance(dataset, TensorImageDataset):
+        return TensorImageDataset(
+            dataset.images.index_select(0, idx), dataset.labels.index_select(0, idx), dataset.info
+        )
+    subset = Subset(dataset, idx.tolist())
+    subset.info = dataset.info  # type: ignore[attr-defined]
+    return subset

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._text import plural
 from .base import TensorImageDataset, channel_stats, register_dataset
 from .images import _file, _in_memory, _root, train_stats
 
@@ -135,7 +136,7 @@ def _load_idx(
     images, labels = _images(image_file, source), _labels(label_file, source)
     if len(images) != len(labels):
         raise ValueError(
-            f"{image_file} holds {len(images)} images but {label_file} {len(labels)} labels; "
+            f"{image_file} holds {plural(len(images), 'image')} but {label_file} {plural(len(labels), 'label')}; "
             f"expected one label per image — {source}"
         )
     stats = train_stats(

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._text import plural
 from .base import DatasetInfo, TensorImageDataset, channel_stats, register_dataset
 from .digits import resize_images
 
@@ -275,7 +276,9 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, files: list[Path], labels: list[int], info: DatasetInfo) -> None:
         if len(files) != len(labels):
-            raise ValueError(f"need one label per file, got {len(files)} files and {len(labels)} labels")
+            raise ValueError(
+                f"need one label per file, got {plural(len(files), 'file')} and {plural(len(labels), 'label')}"
+            )
         self.files, self.labels, self.info = list(files), list(labels), info
 
     def __len__(self) -> int:

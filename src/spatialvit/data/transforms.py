@@ -1,13 +1,15 @@
-"""Batch augmentations in plain torch: random crop, flip, a RandAugment-like policy, mixup and cutmix.
+"""Batch augmentations in plain torch: random crop, flip, a RandAugment-like policy, random erasing, mixup and cutmix.
 
 Every function works on a whole batch ``images [B, C, H, W]`` (floats in ``[0, 1]``) at once, on any device, without
 a per-image Python loop. All randomness is drawn from a passed ``torch.Generator`` (on its own device, usually the
 CPU) and then moved to the images' device, so a seed makes the same random choices whether the images live on the CPU
-or a GPU.
+or a GPU (random erasing's noise pixels alone come from a generator on the images' device, seeded from that
+generator: the same images and boxes are erased, but GPU noise differs from CPU noise).
 
-Deterministic pieces (``crop_at``, ``translate``, ``rotate``, ``shear``, ``brightness``, ``mix_pair`` ...) take
-their parameters explicitly; the random ones (``random_crop``, ``hflip``, ``RandAugment``, ``mixup``, ``cutmix``)
-draw those parameters and call them. :func:`build_train_transform` chains them into a :class:`BatchTransform`.
+Deterministic pieces (``crop_at``, ``translate``, ``rotate``, ``shear``, ``brightness``, ``erase_at``, ``mix_pair``
+...) take their parameters explicitly; the random ones (``random_crop``, ``hflip``, ``RandAugment``,
+``RandomErasing``, ``mixup``, ``cutmix``) draw those parameters and call them. :func:`build_train_transform`
+chains them into a :class:`BatchTransform`.
 """
 
 from __future__ import annotations
@@ -318,6 +320,86 @@ class RandAugment:
         return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude}, ops={list(self.ops)})"
 
 
+# ---------------------------------------------------------------------------------------------- random erasing
+
+
+def erase_at(images: Tensor, boxes: Tensor, values: Tensor) -> Tensor:
+    """Replace the box ``boxes [B, 4] = (y0, y1, x0, x1)`` (half-open, pixels; empty = untouched) of each image by
+    ``values`` (broadcastable to ``images``)."""
+    _check_images(images)
+    return torch.where(_box_mask(boxes, images.shape[-2:], images.device), values.to(images), images)
+
+
+class RandomErasing:
+    """Random erasing (Zhong et al. 2020; timm's ``RandomErasing``, DeiT's ``mode='pixel'``): with probability ``p``
+    an image gets one rectangle of ``scale`` (fraction of its area, uniform) and aspect ratio ``ratio`` (log-uniform)
+    replaced by per-pixel noise, uniform in ``[0, 1]``.
+
+    A box that does not fit is drawn again, up to ``attempts`` times (all attempts are drawn at once for the batch
+    and the first that fits is used; an image with none is left alone), then placed uniformly inside the image.
+    timm draws its noise as standard normal values *after* normalisation; here images are still in ``[0, 1]``
+    (normalised inside the model), so the noise is uniform over that range. The noise pixels come from a generator
+    on the images' device seeded from ``generator`` (drawing ``[B, C, H, W]`` numbers on the CPU would dominate a
+    GPU step); which images and boxes are erased comes from ``generator`` itself.
+    """
+
+    def __init__(
+        self,
+        p: float = 0.25,
+        scale: tuple[float, float] = (0.02, 1 / 3),
+        ratio: tuple[float, float] = (0.3, 1 / 0.3),
+        attempts: int = 10,
+    ) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"random erasing probability must be in [0, 1], got {p}")
+        if not 0.0 < scale[0] <= scale[1] <= 1.0:
+            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max <= 1, got {scale}")
+        if not 0.0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio}")
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {attempts}")
+        self.p, self.scale, self.ratio, self.attempts = p, tuple(scale), tuple(ratio), attempts
+
+    def boxes(self, batch: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
+        """Boxes ``[B, 4] = (y0, y1, x0, x1)`` on the generator's device; images not to erase get an empty box."""
+        H, W = size
+        shape = (batch, self.attempts)
+        area = (self.scale[0] + (self.scale[1] - self.scale[0]) * _rand(generator, *shape)) * (H * W)
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * _rand(generator, *shape))
+        h = torch.round(torch.sqrt(area * aspect)).long()
+        w = torch.round(torch.sqrt(area / aspect)).long()
+        fits = (h < H) & (w < W) & (h > 0) & (w > 0)
+        first = fits.long().argmax(1, keepdim=True)  # the first attempt that fits (0 when none does)
+        h, w = h.gather(1, first)[:, 0], w.gather(1, first)[:, 0]
+        erase = (_rand(generator, batch) < self.p) & fits.any(1)
+        y0 = (_rand(generator, batch) * (H - h + 1)).long().clamp_max(H - h)
+        x0 = (_rand(generator, batch) * (W - w + 1)).long().clamp_max(W - w)
+        h, w = torch.where(erase, h, 0), torch.where(erase, w, 0)
+        return torch.stack([y0, y0 + h, x0, x0 + w], 1)
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """``images [B, C, H, W]`` in [0, 1] -> images with the erased boxes filled by noise, same shape."""
+        _check_images(images)
+        _check_generator(generator)
+        boxes = self.boxes(images.shape[0], images.shape[-2:], generator)
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        chosen = (boxes[:, 1] > boxes[:, 0]).nonzero().squeeze(1)  # only the erased images need noise
+        if not len(chosen):
+            return images
+        noise_gen = torch.Generator(device=images.device).manual_seed(seed)
+        noise = torch.rand(
+            (len(chosen), *images.shape[1:]), generator=noise_gen, device=images.device, dtype=images.dtype
+        )
+        dev_idx = chosen.to(images.device)
+        out = images.clone()
+        out[dev_idx] = erase_at(images[dev_idx], boxes[chosen], noise)
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomErasing(p={self.p}, scale={self.scale}, ratio={self.ratio}, attempts={self.attempts})"
+
+
 # ------------------------------------------------------------------------------------------------ mixup/cutmix
 
 
@@ -436,7 +518,8 @@ class MixUpCutMix:
 
 
 class BatchTransform:
-    """Training augmentation of a batch: random crop -> horizontal flip -> RandAugment -> mixup/cutmix.
+    """Training augmentation of a batch: random crop -> horizontal flip -> RandAugment -> random erasing ->
+    mixup/cutmix (erasing before mixing, as in DeiT/timm, where it is part of each image's transform).
 
     ``__call__(images [B, C, H, W] in [0, 1], labels [B] int64, generator)`` returns
     ``(images [B, C, H, W] in [0, 1], targets [B, num_classes])``: soft labels, each row summing to 1.
@@ -450,6 +533,7 @@ class BatchTransform:
         flip: bool = True,
         randaugment: RandAugment | None = None,
         mix: MixUpCutMix | None = None,
+        erasing: RandomErasing | None = None,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -458,7 +542,7 @@ class BatchTransform:
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.num_classes, self.crop_padding, self.padding_mode = num_classes, crop_padding, padding_mode
-        self.flip, self.randaugment, self.mix = flip, randaugment, mix
+        self.flip, self.randaugment, self.mix, self.erasing = flip, randaugment, mix, erasing
 
     def __call__(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         _check_images(images)
@@ -472,6 +556,8 @@ class BatchTransform:
             images = hflip(images, generator)
         if self.randaugment is not None and self.randaugment.num_ops:
             images = self.randaugment(images, generator)
+        if self.erasing is not None and self.erasing.p > 0:
+            images = self.erasing(images, generator)
         if self.mix is not None:
             images, targets = self.mix(images, targets, generator)
         return images, targets
@@ -479,7 +565,8 @@ class BatchTransform:
     def __repr__(self) -> str:
         return (
             f"BatchTransform(num_classes={self.num_classes}, crop_padding={self.crop_padding}, "
-            f"padding_mode={self.padding_mode!r}, flip={self.flip}, randaugment={self.randaugment}, mix={self.mix})"
+            f"padding_mode={self.padding_mode!r}, flip={self.flip}, randaugment={self.randaugment}, "
+            f"erasing={self.erasing}, mix={self.mix})"
         )
 
 
@@ -493,9 +580,11 @@ def build_train_transform(
     cutmix_alpha: float = 0.0,
     mix_prob: float = 1.0,
     padding_mode: str = "zeros",
+    random_erasing: float = 0.0,
 ) -> BatchTransform:
     """The standard training augmentation: crop with ``crop_padding`` (0 = off), flip, ``randaugment_ops`` ops per
-    image (0 = off) at ``randaugment_magnitude`` (0..10), and mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
+    image (0 = off) at ``randaugment_magnitude`` (0..10), random erasing of ``random_erasing`` of the images (0 =
+    off) and mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
     """
     if randaugment_ops < 0:
         raise ValueError(f"randaugment_ops must be >= 0, got {randaugment_ops}")
@@ -503,6 +592,9 @@ def build_train_transform(
         raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha} and {cutmix_alpha}")
     if not 0.0 <= mix_prob <= 1.0:
         raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing must be a probability in [0, 1], got {random_erasing}")
     randaugment = RandAugment(randaugment_ops, randaugment_magnitude) if randaugment_ops > 0 else None
     mix = MixUpCutMix(mixup_alpha, cutmix_alpha, mix_prob) if mixup_alpha > 0 or cutmix_alpha > 0 else None
-    return BatchTransform(num_classes, crop_padding, padding_mode, flip, randaugment, mix)
+    erasing = RandomErasing(random_erasing) if random_erasing > 0 else None
+    return BatchTransform(num_classes, crop_padding, padding_mode, flip, randaugment, mix, erasing)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._text import plural
+
 
 def _head(classifier: nn.Module) -> nn.Linear:
     """The final linear layer (``head``) of a spatialvit classifier, possibly behind ``Normalize``."""
@@ -78,7 +80,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     the same set. Precision: share of ``fake`` inside the real manifold; recall: share of ``real`` inside the fake one.
     """
     if min(len(real), len(fake)) <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
+        raise ValueError(f"precision/recall with k={k} needs more than {plural(k, 'sample')} per set")
     real, fake = real.double(), fake.double()
     dist = torch.cdist(fake, real)  # [M, N]
     precision = (dist <= _kth_neighbour_radius(real, k)[None]).any(dim=1).double().mean()
@@ -99,7 +101,7 @@ def generation_metrics(
     ``real[N, C, H, W]`` and ``fake[M, C, H, W]`` are images in ``[0, 1]``; ``fake_labels[M]`` the requested classes.
     """
     if len(fake_labels) != len(fake):
-        raise ValueError(f"fake_labels has {len(fake_labels)} entries for {len(fake)} images")
+        raise ValueError(f"fake_labels has {plural(len(fake_labels), 'entry')} for {plural(len(fake), 'image')}")
     real_feats, _ = classifier_features(classifier, real, batch_size)
     fake_feats, logits = classifier_features(classifier, fake, batch_size)
     precision, recall = precision_recall(real_feats, fake_feats, k)

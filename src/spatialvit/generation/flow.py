@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-T_SAMPLING = ("logit_normal", "uniform")
+from .config import T_SAMPLING
 
 
 def sample_times(n: int, how: str = "logit_normal", generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,55 +9,27 @@ resumed gives the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..config import Config, option
 from ..data import DatasetInfo, load_dataset
 from ..report.tables import save_table
-from ..runtime import describe_changes
+from ..runtime import describe_changes, eta, progress_bar
 from ..train.checkpoint import load_checkpoint, save_checkpoint
-from .flow import EMA, T_SAMPLING, flow_matching_loss
+from .config import DenoiserConfig
+from .flow import EMA, flow_matching_loss
 from .model import DiT, create_dit
 
 KIND = "denoiser"
-
-
-@dataclass(frozen=True)
-class DenoiserConfig(Config):
-    """Optimisation settings of :func:`train_denoiser` (stored in the checkpoint).
-
-    The defaults are the digits setting of the Generation section of ``docs/results.md`` (16x16, micro DiT,
-    minutes on a CPU): short runs want a short EMA window (0.995 averages over ~200 steps).
-    """
-
-    steps: int = option(1200, "training steps")
-    batch_size: int = option(32, "images per step")
-    lr: float = option(2e-3, "AdamW learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup: int = option(100, "linear warm-up steps")
-    ema_decay: float = option(0.995, "decay of the EMA weights used for sampling")
-    label_dropout: float = option(0.1, "share of labels replaced by 'no class' (for classifier-free guidance)")
-    t_sampling: str = option("logit_normal", f"distribution of the flow times: {', '.join(T_SAMPLING)}")
-    grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
-    checkpoint_every: int = option(500, "steps between checkpoints")
-    seed: int = option(0, "seed of initialisation, batches, times, noise and label dropout")
-
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or self.lr == float("inf"):
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.t_sampling not in T_SAMPLING:
-            raise ValueError(f"t_sampling must be one of {T_SAMPLING}, got {self.t_sampling!r}")
+log = logging.getLogger(__name__)
 
 
 def _lr_lambda(warmup: int) -> Callable[[int], float]:
@@ -119,7 +91,8 @@ def train_denoiser(
         }
 
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc="train denoiser", disable=not progress)
+    t0, first = time.perf_counter(), step
+    bar = progress_bar(total=config.steps, initial=step, desc="train denoiser", enabled=progress)
     while step < config.steps:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
         x0, y = data[idx].to(device), labels[idx].to(device)
@@ -137,6 +110,9 @@ def train_denoiser(
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(checkpoint, state())
+            recent, took = losses[-config.checkpoint_every :], time.perf_counter() - t0
+            left = eta(took, step - first, config.steps - first)
+            log.info("step %d/%d  loss %.4f  %.0f s  %s", step, config.steps, sum(recent) / len(recent), took, left)
     bar.close()
     return state()
 

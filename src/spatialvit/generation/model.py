@@ -37,22 +37,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class DiTBlock(nn.Module):
-    """``x + gate1 * mixer(adaLN(x))``, then ``x + gate2 * mlp(adaLN(x))``; ``x[B, N, C]``, condition ``c[B, C]``."""
+    """``x + gate1 * attn(adaLN(x))``, then ``x + gate2 * mlp(adaLN(x))`` around a token mixer ``attn``; ``x[B, N, C]``,
+    condition ``c[B, C]``."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        attn_layer: str,
-        attn_kwargs: dict[str, Any],
-        mlp_ratio: float = 4.0,
-        grid: tuple[int, int] | None = None,
-    ) -> None:
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = create_attention(
-            attn_layer, dim, grid=grid, num_heads=num_heads, num_prefix_tokens=0, **attn_kwargs
-        )
+        self.attn = attn
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -113,7 +104,18 @@ class DiT(nn.Module):
         self.t_embed = nn.Sequential(nn.Linear(freq_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
         self.y_embed = nn.Embedding(num_classes + 1, embed_dim)
         self.blocks = nn.ModuleList(
-            DiTBlock(embed_dim, num_heads, attn_layer, dict(attn_kwargs or {}), mlp_ratio, self.grid)
+            DiTBlock(
+                embed_dim,
+                create_attention(
+                    attn_layer,
+                    embed_dim,
+                    grid=self.grid,
+                    num_heads=num_heads,
+                    num_prefix_tokens=0,
+                    **(attn_kwargs or {}),
+                ),
+                mlp_ratio,
+            )
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, elementwise_affine=False, eps=1e-6)

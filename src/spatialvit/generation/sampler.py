@@ -4,36 +4,14 @@ and saving samples as an image grid."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..config import Config, option
 from ..report.figures import pyplot
-
-SAMPLERS = ("euler", "heun")
-
-
-@dataclass(frozen=True)
-class SamplingConfig(Config):
-    """How samples are drawn: per class, ODE steps and solver, guidance, EMA or raw weights."""
-
-    per_class: int = option(8, "samples per class")
-    sample_steps: int = option(10, "ODE steps")
-    sampler: str = option("heun", f"ODE solver: {', '.join(SAMPLERS)} (heun: 2 model calls a step)")
-    cfg_scale: float = option(2.0, "classifier-free guidance scale (1: none)")
-    raw_weights: bool = option(False, "sample with the raw weights instead of the EMA")
-
-    def validate(self) -> None:
-        if self.per_class < 1:
-            raise ValueError(f"per_class must be >= 1, got {self.per_class}")
-        if self.sample_steps < 1:
-            raise ValueError(f"sample_steps must be >= 1, got {self.sample_steps}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+from ..runtime import progress_bar
+from .config import SAMPLERS, SamplingConfig
 
 
 def sample_classes(
@@ -87,7 +65,7 @@ def sample(
     x = torch.randn(shape, generator=generator).to(device)
     y = labels.to(device)
     times = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    for t, t_next in tqdm(itertools.pairwise(times), total=steps, desc="sampling", disable=not progress):
+    for t, t_next in progress_bar(itertools.pairwise(times), total=steps, desc="sampling", enabled=progress):
         v = guided_velocity(model, x, t, y, cfg_scale)
         x_next = x + (t_next - t) * v
         if method == "heun" and t_next > 0:

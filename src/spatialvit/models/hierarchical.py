@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import plural
 from ..attention import create_attention
 from .layers import DropPath, LayerScale, trunc_normal_init
 from .registry import register_model
@@ -37,7 +38,7 @@ def _per_stage(value: Any, n: int, what: str) -> list[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         return [value] * n
     if len(value) != n:
-        raise ValueError(f"{what} lists {len(value)} values for {n} stages")
+        raise ValueError(f"{what} lists {plural(len(value), 'value')} for {plural(n, 'stage')}")
     return list(value)
 
 
@@ -279,52 +280,27 @@ class HierarchicalViT(nn.Module):
         return grids
 
 
-# Published configurations (RMT's classfication_release/RMT.py: RMT_T3, RMT_S, RMT_M2 = RMT-B).
+# Published configurations (RMT's classfication_release/RMT.py: RMT_T3, RMT_S, RMT_M2 = RMT-B), one row each:
+# embed_dims, depths, num_heads, heads_ranges, mlp_ratios, drop_path_rate, then per stage 1/0: decomposed, layer
+# scale.
+# "micro" is not published: a tiny member of the family that trains in seconds on a CPU (tests, demos, 32x32).
+_TABLE = {
+    "t": ((64, 128, 256, 512), (2, 2, 8, 2), (4, 4, 8, 16), (4, 4, 6, 6), (3, 3, 3, 3), 0.1, "1100", "0000"),
+    "s": ((64, 128, 256, 512), (3, 4, 18, 4), (4, 4, 8, 16), (4, 4, 6, 6), (4, 4, 3, 3), 0.15, "1110", "0000"),
+    "b": ((80, 160, 320, 512), (4, 8, 25, 8), (5, 5, 10, 16), (5, 5, 6, 6), (4, 4, 3, 3), 0.4, "1110", "0011"),
+    "micro": ((32, 64, 96, 128), (1, 1, 2, 1), (2, 2, 4, 4), (4, 4, 6, 6), (3, 3, 3, 3), 0.0, "1100", "0000"),
+}  # fmt: skip
+_KEYS = ("embed_dims", "depths", "num_heads", "heads_ranges", "mlp_ratios", "drop_path_rate", "decomposed")
 CONFIGS: dict[str, dict[str, Any]] = {
-    "t": dict(
-        embed_dims=(64, 128, 256, 512),
-        depths=(2, 2, 8, 2),
-        num_heads=(4, 4, 8, 16),
-        heads_ranges=(4, 4, 6, 6),
-        mlp_ratios=(3, 3, 3, 3),
-        drop_path_rate=0.1,
-        decomposed=(True, True, False, False),
-        layer_scales=False,
-    ),
-    "s": dict(
-        embed_dims=(64, 128, 256, 512),
-        depths=(3, 4, 18, 4),
-        num_heads=(4, 4, 8, 16),
-        heads_ranges=(4, 4, 6, 6),
-        mlp_ratios=(4, 4, 3, 3),
-        drop_path_rate=0.15,
-        decomposed=(True, True, True, False),
-        layer_scales=False,
-    ),
-    "b": dict(
-        embed_dims=(80, 160, 320, 512),
-        depths=(4, 8, 25, 8),
-        num_heads=(5, 5, 10, 16),
-        heads_ranges=(5, 5, 6, 6),
-        mlp_ratios=(4, 4, 3, 3),
-        drop_path_rate=0.4,
-        decomposed=(True, True, True, False),
-        layer_scales=(False, False, True, True),
-        layer_scale_init=1e-6,
-    ),
-    # Not published: a tiny member of the family that trains in seconds on a CPU (tests, demos, 32x32 studies).
-    "micro": dict(
-        embed_dims=(32, 64, 96, 128),
-        depths=(1, 1, 2, 1),
-        num_heads=(2, 2, 4, 4),
-        heads_ranges=(4, 4, 6, 6),
-        mlp_ratios=(3, 3, 3, 3),
-        drop_path_rate=0.0,
-        decomposed=(True, True, False, False),
-        layer_scales=False,
-        projection=256,
-    ),
+    size: {
+        **dict(zip(_KEYS, row[:-1])),
+        "decomposed": tuple(flag == "1" for flag in row[6]),
+        "layer_scales": tuple(flag == "1" for flag in row[7]),
+    }
+    for size, row in _TABLE.items()
 }
+CONFIGS["b"]["layer_scale_init"] = 1e-6
+CONFIGS["micro"]["projection"] = 256
 PUBLISHED = dict(img_size=224, num_classes=1000, stem_strides=PUBLISHED_STEM_STRIDES)
 SMALL_INPUT = dict(img_size=32, num_classes=10, stem_strides=SMALL_INPUT_STEM_STRIDES)
 # family -> mixer and what it changes in the configurations above. SDT-H decomposes stages 1-2 at every size

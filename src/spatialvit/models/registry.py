@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +36,26 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Sorted registered names matching a shell-style ``pattern`` (``'vit_*_patch4'``)."""
+    """Sorted registered names matching ``pattern``: a shell-style pattern (``'vit_*_patch4'``), or, without the
+    glob characters ``*?[``, a part of the name (``'sdt'`` lists ``sdt_b``, ``vit_sdt_micro_patch4``, ...)."""
+    if not any(c in pattern for c in "*?["):
+        return sorted(n for n in _MODELS if pattern.lower() in n)
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+# A registered name is FAMILY[_SIZE][_patchP][_cifar]: vit_sdt_micro_patch4, sdt_b_cifar, resnet_small, resnet18.
+_VARIANT = re.compile(r"(_(micro|tiny|small|base|large|t|s|b|l))?(_patch\d+)?(_cifar)?$")
+
+
+def model_family(name: str) -> str:
+    """The family of a registered name: the name without its size, patch and small-input suffixes
+    (``vit_sdt_micro_patch4`` -> ``vit_sdt``, ``sdt_b_cifar`` -> ``sdt``, ``resnet_small`` -> ``resnet``)."""
+    return _VARIANT.sub("", name) or name
+
+
+def list_families() -> list[str]:
+    """Sorted families of the registered models (:func:`model_family`)."""
+    return sorted({model_family(n) for n in _MODELS})
 
 
 def _check_name(name: str) -> None:

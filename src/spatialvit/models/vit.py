@@ -12,42 +12,29 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import plural
 from ..attention import create_attention
 from .layers import DropPath, LayerScale, Mlp, PatchEmbed, resample_pos_embed, sincos_pos_embed_2d, trunc_normal_init
 from .registry import register_model
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block around a token mixer ``attn`` (any :class:`TokenMixer`): ``x + attn(norm(x))``,
+    then ``x + mlp(norm(x))``, with optional layer scale and stochastic depth on both branches."""
 
     def __init__(
         self,
         dim: int,
-        num_heads: int,
-        attn_layer: str,
-        attn_kwargs: dict[str, Any],
-        num_prefix_tokens: int,
+        attn: nn.Module,
+        *,
         mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
         drop: float = 0.0,
-        attn_drop: float = 0.0,
         drop_path: float = 0.0,
         layer_scale_init: float | None = None,
-        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = create_attention(
-            attn_layer,
-            dim,
-            grid=grid,
-            num_heads=num_heads,
-            num_prefix_tokens=num_prefix_tokens,
-            qkv_bias=qkv_bias,
-            attn_drop=attn_drop,
-            proj_drop=drop,
-            **attn_kwargs,
-        )
+        self.attn = attn
         self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -121,7 +108,7 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = int(class_token)
         layers = [attn_layer] * depth if isinstance(attn_layer, str) else list(attn_layer)
         if len(layers) != depth:
-            raise ValueError(f"attn_layer lists {len(layers)} mixers for depth={depth}")
+            raise ValueError(f"attn_layer lists {plural(len(layers), 'mixer')} for depth={depth}")
         self.attn_layers = layers
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
@@ -132,28 +119,40 @@ class VisionTransformer(nn.Module):
         else:
             self.register_parameter("pos_embed", None)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # also under torch.device("meta")
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
-                num_heads,
-                layers[i],
-                dict(attn_kwargs or {}),
-                self.num_prefix_tokens,
-                mlp_ratio,
-                qkv_bias,
-                drop_rate,
-                attn_drop_rate,
-                dpr[i],
-                layer_scale_init,
-                self.grid,
+                create_attention(
+                    layers[i],
+                    embed_dim,
+                    grid=self.grid,
+                    num_heads=num_heads,
+                    num_prefix_tokens=self.num_prefix_tokens,
+                    qkv_bias=qkv_bias,
+                    attn_drop=attn_drop_rate,
+                    proj_drop=drop_rate,
+                    **(attn_kwargs or {}),
+                ),
+                mlp_ratio=mlp_ratio,
+                drop=drop_rate,
+                drop_path=dpr[i],
+                layer_scale_init=layer_scale_init,
             )
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """timm's truncated-normal init; then the initialisation that is part of a mixer's design (GPSA's locality
+        init) comes back, and the class token starts near zero."""
         self.apply(trunc_normal_init)
+        for blk in self.blocks:
+            if hasattr(blk.attn, "design_init"):
+                blk.attn.design_init()
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
 

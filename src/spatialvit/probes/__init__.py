@@ -1,25 +1,15 @@
-"""Probes: measure what a trained classifier uses — block perturbations and the sensitivity sweep."""
+"""Probes: measure what a trained classifier uses — block perturbations and the sensitivity sweep.
 
-from . import association  # noqa: F401  (patch association: spatialvit.probes.association)
-from .perturb import block_mask, block_rotate, block_shuffle, is_aligned
-from .sensitivity import (
-    Perturbation,
-    SensitivityResult,
-    compare,
-    make_settings,
-    save_comparison,
-    sensitivity_sweep,
+Names are imported on first use (:mod:`spatialvit._lazy`): the configs (:mod:`.config`) alone need no torch."""
+
+from .._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".association": "association",
+        ".config": "SensitivityRunConfig SweepConfig",
+        ".perturb": "block_mask block_rotate block_shuffle is_aligned",
+        ".sensitivity": "Perturbation SensitivityResult compare make_settings save_comparison sensitivity_sweep",
+    },
 )
-
-__all__ = [
-    "Perturbation",
-    "SensitivityResult",
-    "block_mask",
-    "block_rotate",
-    "block_shuffle",
-    "compare",
-    "is_aligned",
-    "make_settings",
-    "save_comparison",
-    "sensitivity_sweep",
-]

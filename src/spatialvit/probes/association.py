@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-CLUSTER_METHODS = ("spectral", "agglomerative")
+from .._text import plural
+from .config import CLUSTER_METHODS
 
 
 def _check(A: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,13 +153,13 @@ def vit_attention_matrix(
     maps = model.attention_maps(images)
     model.train(was_training)
     if not -len(maps) <= block < len(maps):
-        raise ValueError(f"block must index one of the model's {len(maps)} blocks, got {block}")
+        raise ValueError(f"block must index one of the model's {plural(len(maps), 'block')}, got {block}")
     attn = maps[block].double()
     prefix = getattr(model, "num_prefix_tokens", 0) if num_prefix_tokens is None else num_prefix_tokens
     attn = attn[..., prefix:, prefix:]
     if head is not None:
         if not -attn.shape[1] <= head < attn.shape[1]:
-            raise ValueError(f"head must index one of {attn.shape[1]} heads, got {head}")
+            raise ValueError(f"head must index one of {plural(attn.shape[1], 'head')}, got {head}")
         attn = attn[:, head]
     else:
         attn = attn.mean(1)

@@ -14,41 +14,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..config import Config, option
+from .._text import plural
 from ..data import DatasetInfo, load_dataset
 from ..runtime import claim_outputs, resolve_device
-from .sensitivity import SensitivityResult, SettingResult, SweepConfig, check_input, save_comparison, sensitivity_sweep
+from .config import SensitivityRunConfig, SweepConfig  # noqa: F401  (re-exported)
+from .sensitivity import SensitivityResult, SettingResult, check_input, save_comparison, sensitivity_sweep
 
 # What a sensitivity run writes into its folder.
 SWEEP_FILES = ("sweep.*", "summary.*", "sensitivity.png", "shuffle.png", "mask.png", "examples.png")
-
-
-@dataclass(frozen=True)
-class SensitivityRunConfig(Config):
-    """A sensitivity benchmark run: which models, which data, the sweep, and where the results go."""
-
-    checkpoints: list[str] = option(help="spatialvit checkpoints to compare", factory=list)
-    timm_models: list[str] = option(
-        help="pretrained timm models by name (needs the optional 'timm' extra)", factory=list
-    )
-    timm_random_init: bool = option(False, "build the timm models without pretrained weights, sized for the data")
-    data: str | None = option(None, "dataset NAME or NAME:PATH (none: the data the first checkpoint was trained on)")
-    split: str = option("test", "split to evaluate: test or train")
-    img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
-    sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
-    seed: int = option(0, "base seed of every perturbation")
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
-    amp: bool = option(True, "autocast on GPU")
-    examples: int = option(4, "images in examples.png (0: no figure)")
-    out: str = option("results/sensitivity", "output folder")
-    overwrite: bool = option(False, "replace the tables and figures of an earlier sweep in out")
-    progress: bool = option(True, "progress bars on a terminal")
-
-    def validate(self) -> None:
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
-        if self.examples < 0:
-            raise ValueError(f"examples must be >= 0, got {self.examples}")
 
 
 @dataclass
@@ -114,7 +87,8 @@ def _check_fit(models: list[_Model], info: DatasetInfo, spec: str) -> None:
             raise ValueError(f"{m.label}: {err}") from None
         if m.trained_on is not None and m.trained_on.num_classes != info.num_classes:
             raise ValueError(
-                f"{m.label} was trained for {m.trained_on.num_classes} classes but {spec} has {info.num_classes}"
+                f"{m.label} was trained for {plural(m.trained_on.num_classes, 'class')} but {spec} has "
+                f"{info.num_classes}"
             )
 
 

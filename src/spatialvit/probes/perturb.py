@@ -20,8 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-Grid = int | tuple[int, int]
-FILLS = ("zero", "mean", "noise")
+from .config import FILLS, Grid, check_ratio, to_grid
 
 _M32 = 0xFFFFFFFF
 # Stream tags keep the random numbers of different uses of one image seed independent.
@@ -71,16 +70,6 @@ def _uniform(bits: torch.Tensor) -> torch.Tensor:
     return ((bits >> 8) + 1).to(torch.float32) * 2.0**-24
 
 
-def to_grid(grid: Grid | str) -> tuple[int, int]:
-    """``g``, ``(rows, cols)`` or the text ``"RxC"`` -> ``(rows, cols)``, checked to be positive ints."""
-    if isinstance(grid, str) and "x" in grid.lower():
-        grid = tuple(int(v) if v.strip().isdigit() else v for v in grid.lower().split("x"))
-    rows, cols = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (rows, cols)):
-        raise ValueError(f"grid must be a positive int or a (rows, cols) pair of positive ints, got {grid!r}")
-    return rows, cols
-
-
 def block_size(image_size: Sequence[int], grid: Grid) -> tuple[int, int]:
     """Block height and width of ``grid`` on an ``(H, W)`` image; raises if the blocks do not tile it exactly."""
     rows, cols = to_grid(grid)
@@ -100,13 +89,6 @@ def is_aligned(image_size: Sequence[int], grid: Grid, patch_size: int | Sequence
     ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     bh, bw = block_size(image_size, grid)
     return bh % ph == 0 and bw % pw == 0
-
-
-def check_ratio(ratio: float) -> float:
-    """A mask ratio, checked to lie in ``[0, 1]``."""
-    if not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"mask ratio must be a number in [0, 1], got {ratio!r}")
-    return float(ratio)
 
 
 def masked_count(ratio: float, num_blocks: int) -> int:

@@ -21,24 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..config import Config, option
+from .._text import plural
 from ..data import Normalize
 from ..report.tables import save_table
-from ..runtime import split_classifier
-from .perturb import (
-    FILLS,
-    Grid,
-    block_mask,
-    block_rotate,
-    block_shuffle,
-    block_size,
-    check_ratio,
-    is_aligned,
-    mix32,
-    to_grid,
-)
+from ..runtime import progress_bar, split_classifier
+from .config import FILLS, Grid, SweepConfig, check_ratio, parse_grids, to_grid  # noqa: F401  (re-exported)
+from .perturb import block_mask, block_rotate, block_shuffle, block_size, is_aligned, mix32
 
 KINDS = ("shuffle", "mask", "rotate")
 
@@ -108,62 +97,6 @@ def make_settings(
         + [Perturbation("mask", g, r, mask_fill) for g in mask_grids for r in ratios]
         + [Perturbation("rotate", to_grid(g)) for g in rotate_grids]
     )
-
-
-def parse_grids(text: str) -> list[Grid]:
-    """``"2,4,8"`` or ``"2x4,4x8"`` -> grids; ``""`` -> none."""
-    out: list[Grid] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            out.append(tuple(int(v) for v in part.lower().split("x")) if "x" in part.lower() else int(part))
-        except ValueError:
-            raise ValueError(f"bad grid {part!r}: use G or RxC, comma-separated (e.g. 2,4,2x4)") from None
-    return out
-
-
-@dataclass(frozen=True)
-class SweepConfig(Config):
-    """The settings of a sensitivity sweep (one definition for the library, the study and the command line).
-
-    ``batch_size`` and ``limit`` say how a workflow loads the test images; :func:`sensitivity_sweep` takes a loader.
-    """
-
-    shuffle_grids: list[Any] = option(
-        help="grids whose blocks are shuffled: G (G x G blocks) or RxC", factory=lambda: [2, 4, 8], parse=parse_grids,
-        metavar="GRIDS",
-    )  # fmt: skip
-    mask_grids: list[Any] | None = option(
-        None, "grids whose blocks are masked (none: the shuffle grids)", parse=parse_grids, metavar="GRIDS"
-    )
-    mask_ratios: list[float] = option(
-        help="fractions of the blocks to mask, each in [0, 1]", factory=lambda: [0.25, 0.5, 0.75], metavar="RATIOS"
-    )
-    mask_fill: str = option(
-        "zero", "zero: 0 after normalisation; mean: the data-set mean; noise: N(0, 1) after normalisation",
-        metavar="|".join(FILLS),
-    )  # fmt: skip
-    rotate_grids: list[Any] = option(
-        help="grids whose blocks each turn by a random multiple of 90 degrees", factory=list, parse=parse_grids,
-        metavar="GRIDS",
-    )  # fmt: skip
-    repeats: int = option(3, "random draws per setting (standard errors need at least 2)")
-    exclude_identity: bool = option(True, "a shuffle never leaves an image unchanged")
-    shared: bool = option(False, "one random draw for all images of a batch")
-    batch_size: int = option(256, "images per forward pass")
-    limit: int | None = option(None, "use only the first N test images (none: all)")
-
-    def validate(self) -> None:
-        if self.repeats < 1:
-            raise ValueError(f"repeats must be a positive int, got {self.repeats!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be a positive number of images (or none for all), got {self.limit}")
-        self.settings()
-
-    def settings(self) -> list[Perturbation]:
-        """Every perturbation setting of the sweep (checked)."""
-        return make_settings(self.shuffle_grids, self.mask_grids, self.mask_ratios, self.mask_fill, self.rotate_grids)
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -294,7 +227,7 @@ def check_input(model: nn.Module, image_shape: Sequence[int]) -> None:
     C, H, W = image_shape
     chans = getattr(inner, "in_chans", None)
     if chans is not None and chans != C:
-        raise ValueError(f"the model takes {chans}-channel images but the data has {C} channels")
+        raise ValueError(f"the model takes {chans}-channel images but the data has {plural(C, 'channel')}")
     size = getattr(inner, "img_size", None) or getattr(getattr(inner, "patch_embed", None), "img_size", None)
     if size is not None and not getattr(inner, "dynamic_img_size", False):
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -477,7 +410,7 @@ def _run_sweep(sweep: _Sweep, loader: Iterable, name: str | None, progress: bool
         passes = len(loader) * (1 + len(sweep.settings) * sweep.repeats)  # type: ignore[arg-type]
     except TypeError:
         passes = None
-    bar = tqdm(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", disable=not progress)
+    bar = progress_bar(total=passes, desc=f"sensitivity {name or ''}".strip(), unit="pass", enabled=progress)
     try:
         for batch in loader:
             x, y = _split_batch(batch)
@@ -506,7 +439,7 @@ def _sweep_batch(sweep: _Sweep, totals: _Totals, x: torch.Tensor, y: torch.Tenso
     if totals.labeled:
         y = y.to(sweep.device)
         if int(y.max()) >= classes or int(y.min()) < 0:
-            raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs")
+            raise ValueError(f"labels must lie in [0, {classes}) for a model with {plural(classes, 'output')}")
     totals.clean += _batch_stats(clean_logp, clean_logp, y)[:2]
     for i, s in enumerate(sweep.settings):
         for r in range(sweep.repeats):
@@ -520,7 +453,7 @@ def _sweep_result(sweep: _Sweep, totals: _Totals, patch: tuple[int, int] | None,
     """Per-image means of the totals as a :class:`SensitivityResult`."""
     per = (totals.stats / totals.seen).tolist()
     nan = float("nan")
-    top5 = totals.classes >= 10
+    top5 = totals.classes > 5  # top-k only where k < classes: top-5 of 5 classes is always 100 %
     labeled = totals.labeled
     results = [
         SettingResult(

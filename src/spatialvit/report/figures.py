@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# Okabe & Ito's colour-blind-safe palette, one colour per model family, the same in every plot.
+FAMILY_COLORS = (
+    (r"^resnet", "#000000", "CNN"),
+    (r"convqkv", "#E69F00", "conv Q/K/V"),
+    (r"posattn", "#56B4E9", "positional attention"),
+    (r"gpsa", "#009E73", "GPSA"),
+    (r"(^|_)rmt", "#D55E00", "fixed decay (RMT)"),
+    (r"(^|_)sdt", "#CC79A7", "SDT"),
+    (r"^vit_", "#0072B2", "plain ViT"),
+)
+OTHER_COLOR = "#999999"
+
+
+def model_color(name: str) -> str:
+    """The colour of ``name``'s family (plain ViT, conv Q/K/V, positional, GPSA, RMT, SDT, CNN; grey otherwise)."""
+    return next((color for pattern, color, _ in FAMILY_COLORS if re.search(pattern, name)), OTHER_COLOR)
 
 
 def pyplot() -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .figures import pyplot, save_figure, show_image
+from .figures import model_color, pyplot, save_figure, show_image
 
 plt = pyplot()
 
@@ -24,16 +24,17 @@ def _models(rows: Sequence[Row]) -> list[str]:
 
 
 def _errorbar(ax: plt.Axes, xs: list, ys: list, errs: list, aligned: list[str], label: str, metric: str) -> None:
-    """One model's curve, its standard-error bars, and a marker per point telling aligned / misaligned / n/a."""
+    """One model's curve (its family's colour), its error bars, and a marker per point telling aligned /
+    misaligned / n/a."""
     errs = [0.0 if e is None or math.isnan(e) else e for e in errs]
-    line = ax.errorbar(xs, ys, yerr=errs, label=label, capsize=3, linewidth=1.5)
+    line = ax.errorbar(xs, ys, yerr=errs, label=label, capsize=3, linewidth=1.5, color=model_color(label))
     for x, y, a in zip(xs, ys, aligned):
         face = line[0].get_color() if a != "no" else "white"
         ax.plot([x], [y], _MARKERS[a], color=line[0].get_color(), markerfacecolor=face, markersize=7)
     ax.set_ylabel(metric)
 
 
-def _shuffle_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, kind: str) -> None:
+def _shuffle_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, kind: str, error: str) -> None:
     grids = sorted({r["grid"]: r["blocks"] for r in rows if r["kind"] == kind}.items(), key=lambda kv: kv[1])
     labels = ["1x1", *[g for g, _ in grids]]
     for model in _models(rows):
@@ -43,7 +44,7 @@ def _shuffle_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, kind: str) ->
             ax,
             [i for i, _ in pts],
             [r[metric] for _, r in pts],
-            [r.get(f"{metric}_se") for _, r in pts],
+            [r.get(f"{metric}_{error}") for _, r in pts],
             [r["aligned"] for _, r in pts],
             model,
             metric,
@@ -53,7 +54,7 @@ def _shuffle_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, kind: str) ->
     ax.set_title(f"block {kind}")
 
 
-def _mask_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, grid: str) -> None:
+def _mask_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, grid: str, error: str) -> None:
     for model in _models(rows):
         clean = [r for r in rows if r["model"] == model and r["kind"] == "clean"]
         mine = sorted(
@@ -65,7 +66,7 @@ def _mask_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, grid: str) -> No
             ax,
             [r["ratio"] for r in pts],
             [r[metric] for r in pts],
-            [r.get(f"{metric}_se") for r in pts],
+            [r.get(f"{metric}_{error}") for r in pts],
             [r["aligned"] for r in pts],
             model,
             metric,
@@ -76,10 +77,17 @@ def _mask_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, grid: str) -> No
 
 
 def plot_sensitivity(
-    rows: Sequence[Row], path: str | Path, kinds: Sequence[str] = ("shuffle", "mask", "rotate"), metric: str = "acc1"
+    rows: Sequence[Row],
+    path: str | Path,
+    kinds: Sequence[str] = ("shuffle", "mask", "rotate"),
+    metric: str = "acc1",
+    error: str = "se",
+    chance: float | None = None,
 ) -> Path:
     """One figure, one panel per shuffle/rotation kind and per mask grid, one curve per model; saves a PNG.
 
+    Error bars: the rows' ``{metric}_{error}`` (``se``: standard error over repeats; ``ci``: the 95 % interval
+    over seeds of a multi-seed study). ``chance``: accuracy at chance (1/classes), drawn as a dotted line.
     Filled markers: blocks aligned with the model's patches; white X: misaligned; squares: no patches (CNN)."""
     panels: list[tuple[str, str]] = []
     for kind in kinds:
@@ -93,9 +101,11 @@ def plot_sensitivity(
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
     for ax, (kind, grid) in zip(axes[0], panels):
         if kind == "mask":
-            _mask_panel(ax, rows, metric, grid)
+            _mask_panel(ax, rows, metric, grid, error)
         else:
-            _shuffle_panel(ax, rows, metric, kind)
+            _shuffle_panel(ax, rows, metric, kind, error)
+        if chance is not None:
+            ax.axhline(chance, linestyle=":", color="#555555", linewidth=1, label="chance (1/classes)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     return save_figure(fig, path)

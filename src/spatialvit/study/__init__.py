@@ -1,6 +1,13 @@
-"""The headline study: several models on one dataset, sensitivity sweep, attention probes, one report."""
+"""The headline study: several models on one dataset, sensitivity sweep, attention probes, one report.
 
-from .config import DEFAULT_MODELS, StudyConfig
-from .runner import COLUMNS, WALL_CLOCK, StudyResult, run_study
+Names are imported on first use (:mod:`spatialvit._lazy`): ``StudyConfig`` alone needs no torch."""
 
-__all__ = ["COLUMNS", "DEFAULT_MODELS", "WALL_CLOCK", "StudyConfig", "StudyResult", "run_study"]
+from .._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": "DEFAULT_MODELS StudyConfig",
+        ".runner": "COLUMNS WALL_CLOCK StudyResult run_study",
+    },
+)

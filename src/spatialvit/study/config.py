@@ -1,5 +1,5 @@
 """The study configuration: a dataset, a list of models, one :class:`TrainConfig` shared by all models (with
-per-model ``model_kwargs``), the sensitivity sweep (:class:`SweepConfig`) and the probe settings, a seed and an
+per-model ``model_kwargs``), the sensitivity sweep (:class:`SweepConfig`) and the probe settings, the seeds and an
 output folder. YAML via ``StudyConfig.from_yaml``; defaults and help text live in the fields (:mod:`spatialvit.config`).
 """
 
@@ -11,8 +11,7 @@ from typing import Any
 
 from .._names import unknown_name
 from ..config import Config, option
-from ..models import list_models
-from ..probes.sensitivity import SweepConfig
+from ..probes.config import SweepConfig
 from ..train.config import TrainConfig
 
 DEFAULT_MODELS = (
@@ -59,7 +58,7 @@ class ProbeConfig(Config):
 class StudyConfig(Config):
     """Everything that defines a study (see ``docs/study.md``)."""
 
-    data: str = option("digits", "dataset NAME or NAME:PATH")
+    data: str = option("digits", "dataset NAME or NAME:PATH", metavar="SPEC")
     img_size: int | None = option(None, "resize the data to N x N (none: the data's own size)")
     models: list[str] = option(
         help="registered model names (`spatialvit models`)", factory=lambda: list(DEFAULT_MODELS), parse=_names
@@ -75,8 +74,12 @@ class StudyConfig(Config):
         help="the sensitivity sweep", factory=lambda: SweepConfig(mask_ratios=[0.25, 0.5], repeats=2, batch_size=128)
     )
     probes: ProbeConfig = option(help="the attention probes", factory=ProbeConfig)
-    seed: int = option(0, "seed of training, sweep and probes")
-    out: str = option("study", "output folder")
+    seeds: list[int] = option(
+        help="every model is trained (and swept) once per seed; columns are reported as mean ± 95 % CI over seeds",
+        factory=lambda: [0, 1, 2],
+        metavar="S,S,...",
+    )
+    out: str = option("study", "output folder", metavar="DIR")
     resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
     overwrite: bool = option(False, "start again in an out that holds a study, deleting its files first")
     progress: bool = option(True, "progress bars on a terminal")
@@ -84,6 +87,8 @@ class StudyConfig(Config):
     def validate(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one registered model")
+        from ..models import list_models  # the registry imports torch: only when a study config is checked
+
         known = list_models()
         for name in [*self.models, *self.model_kwargs, *self.checkpoints]:
             if name not in known:
@@ -95,19 +100,22 @@ class StudyConfig(Config):
         fixed = [k for k in STUDY_KEYS if getattr(self.train, k) != getattr(defaults, k)]
         if fixed:
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct ints, at least one, got {self.seeds}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
 
-    def train_config(self, model: str) -> TrainConfig:
-        """The TrainConfig of one model: ``train`` plus the study's data, size, seed and run folder."""
+    def train_config(self, model: str, seed: int) -> TrainConfig:
+        """The TrainConfig of one model and seed: ``train`` plus the study's data and size, the seed, and the run
+        folder ``out/runs/<model>/seed<seed>``."""
         return replace(
             self.train,
             model=model,
             data=self.data,
             img_size=self.img_size,
             model_kwargs=self.model_kwargs.get(model, {}),
-            seed=self.seed,
-            out=str(Path(self.out) / "runs" / model),
+            seed=seed,
+            out=str(Path(self.out) / "runs" / model / f"seed{seed}"),
             resume="auto",
             progress=self.progress,
         )

@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..report.figures import pyplot, save_figure, show_image
+from ..report.figures import model_color, pyplot, save_figure, show_image
+from ..report.stats import mean_ci
 
 plt = pyplot()
 
 
 def plot_attention_distance(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Rows ``(model, layer, head, distance_px)``: per layer, a line through each model's head mean and a dot per
-    head (the spread). Saves a PNG."""
+    """Rows ``(model, [seed,] layer, head, distance_px)``: per layer, a line through each model's mean over heads
+    (and seeds, with the 95 % interval over seeds as error bars when there are several) and a dot per head (mean over
+    seeds). Colours: the model's family. Saves a PNG."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
         mine = [r for r in rows if r["model"] == model]
         layers = sorted({r["layer"] for r in mine})
-        means = [
-            sum(r["distance_px"] for r in mine if r["layer"] == la) / sum(r["layer"] == la for r in mine)
-            for la in layers
-        ]
-        color = f"C{i}"
-        ax.plot(layers, means, "-o", color=color, label=model)
-        ax.scatter(
-            [r["layer"] + 0.06 * (i - 2) for r in mine], [r["distance_px"] for r in mine], s=10, color=color, alpha=0.4
-        )
+        seeds = sorted({r.get("seed", 0) for r in mine})
+        per_seed = [[_mean(r["distance_px"] for r in mine if r["layer"] == la and r.get("seed", 0) == s) for s in seeds]
+                    for la in layers]  # fmt: skip
+        intervals = [mean_ci(v) for v in per_seed]
+        errs = [0.0 if ci.single_seed else ci.half_width for ci in intervals]
+        color = model_color(model)
+        ax.errorbar(layers, [ci.mean for ci in intervals], yerr=errs, fmt="-o", color=color, capsize=3, label=model)
+        heads = sorted({r["head"] for r in mine})
+        dots = [(la, _mean(r["distance_px"] for r in mine if r["layer"] == la and r["head"] == h))
+                for la in layers for h in heads]  # fmt: skip
+        ax.scatter([la + 0.06 * (i - 2) for la, _ in dots], [d for _, d in dots], s=10, color=color, alpha=0.4)
     ax.set_xticks(sorted({r["layer"] for r in rows}))
     ax.set_xlabel("layer")
     ax.set_ylabel("mean attention distance (px)")
-    ax.set_title("mean attention distance (line: mean over heads, dots: heads)")
+    ax.set_title("mean attention distance (line: mean over heads and seeds, dots: heads)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def plot_attention_maps(

@@ -7,43 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from ..config import Config, option
 from ..data.synthetic import SyntheticConfig, SyntheticSamples, make_features, make_partition, sample_synthetic
 from ..probes.association import association_report, vit_attention_matrix
+from ..runtime import progress_bar
+from .config import TRANSFER_ARMS, FitSettings
 from .model import SimplifiedViT
 
 Row = dict[str, Any]
 TEST_SEED_OFFSET = 1_000_003
-
-
-@dataclass(frozen=True)
-class FitSettings(Config):
-    """Plain (S)GD on the logistic loss: ``batch_size=None`` is full-batch gradient descent; ``attn_lr`` (default
-    ``lr``) is the step size of the attention parameters, whose gradients through the softmax are much smaller;
-    ``max_step`` caps the norm of each parameter group's update ``lr * grad`` (clipped GD: with the z^5 activation
-    the gradient of Q grows by orders of magnitude once attention starts to concentrate)."""
-
-    steps: int = option(300, "gradient steps")
-    lr: float = option(0.1, "step size of the value vectors")
-    attn_lr: float | None = option(None, "step size of Q (none: lr; see docs/synthetic.md)")
-    batch_size: int | None = option(None, "minibatch SGD with this batch (none: full-batch gradient descent)")
-    max_step: float | None = option(None, "cap on the norm of each update (none: no cap)")
-    reset_diagonal: bool = option(True, "keep Q's diagonal at zero")
-    train_attention: bool = option(True, "train Q (off: attention stays at its initialisation)")
-    eval_every: int = option(10, "evaluate every N steps")
-
-    def validate(self) -> None:
-        for name in ("steps", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "attn_lr", "max_step"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (or None for full batch), got {self.batch_size}")
+DEFAULT_FIT = FitSettings()  # a frozen config: safe as a shared default argument
 
 
 def build_model(cfg: SyntheticConfig, **model_kwargs: Any) -> SimplifiedViT:
@@ -78,7 +51,7 @@ def fit(
     g = torch.Generator().manual_seed(seed)
     n = len(train.labels)
     history: list[Row] = [on_eval(0)] if on_eval else []
-    for step in tqdm(range(1, settings.steps + 1), desc="train", leave=False, disable=not progress):
+    for step in progress_bar(range(1, settings.steps + 1), desc="train", leave=False, enabled=progress):
         idx = torch.randint(n, (settings.batch_size,), generator=g) if settings.batch_size else slice(None)
         loss = model.loss(model(train.x[idx]), train.labels[idx])
         opt.zero_grad(set_to_none=True)
@@ -109,7 +82,7 @@ def train_association(
     cfg: SyntheticConfig,
     n_train: int = 10_000,
     n_test: int = 2_000,
-    settings: FitSettings = FitSettings(),
+    settings: FitSettings = DEFAULT_FIT,
     model_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
     cluster: str | None = "spectral",
@@ -160,16 +133,13 @@ def bayes_accuracy(cfg: SyntheticConfig, data: SyntheticSamples) -> float:
     return float((best.gather(1, data.labels[:, None])[:, 0] / best.sum(-1)).mean())
 
 
-TRANSFER_ARMS = ("frozen", "reinit", "content")
-
-
 def transfer_experiment(
     cfg: SyntheticConfig,
     ns: Sequence[int] = (8, 16, 32, 64, 128, 256),
     arms: Sequence[str] = TRANSFER_ARMS,
     pretrain_n: int = 10_000,
-    pretrain: FitSettings = FitSettings(),
-    finetune: FitSettings = FitSettings(),
+    pretrain: FitSettings = DEFAULT_FIT,
+    finetune: FitSettings = DEFAULT_FIT,
     n_test: int = 2_000,
     seeds: Sequence[int] = (0, 1, 2),
     model_kwargs: dict[str, Any] | None = None,
@@ -190,7 +160,7 @@ def transfer_experiment(
     groups = make_partition(task2)
     rows: list[Row] = []
     jobs = [(arm, n, s) for n in ns for arm in arms for s in seeds]
-    for arm, n, s in tqdm(jobs, desc="transfer", disable=not progress):
+    for arm, n, s in progress_bar(jobs, desc="transfer", enabled=progress):
         torch.manual_seed(1000 + s)
         model = build_model(task2, **{**kwargs, "attention": "content" if arm == "content" else "positional"})
         if arm == "frozen":

@@ -1,18 +1,14 @@
-"""Training: the fit/evaluate engine, its YAML config, checkpoints and resume, DDP under torchrun."""
+"""Training: the fit/evaluate engine, its YAML config, checkpoints and resume, DDP under torchrun.
 
-from .checkpoint import classifier_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .loop import FitResult, NonFiniteLossError, evaluate, evaluate_checkpoint, fit
+Names are imported on first use (:mod:`spatialvit._lazy`): ``TrainConfig`` alone needs no torch."""
 
-__all__ = [
-    "FitResult",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "classifier_from_checkpoint",
-    "evaluate",
-    "evaluate_checkpoint",
-    "fit",
-    "load_checkpoint",
-    "model_from_checkpoint",
-    "save_checkpoint",
-]
+from .._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".checkpoint": "classifier_from_checkpoint load_checkpoint model_from_checkpoint save_checkpoint",
+        ".config": "TrainConfig",
+        ".loop": "FitResult NonFiniteLossError evaluate evaluate_checkpoint fit",
+    },
+)

@@ -10,6 +10,7 @@ A checkpoint is a dict with:
   normalisation the model expects
 - optional training state for ``--resume``: ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
   ``config``, ``metrics``
+- ``ema``: the ``state_dict`` of the model EMA, when the run kept one (``ema_decay``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from ..models import create_model
 from ..runtime import with_normalize
 
 FORMAT = "spatialvit-checkpoint-v1"
+# Checkpoints of other commands, by kind or model_name: what they are and which command reads them.
+OTHER_CHECKPOINTS = {
+    "denoiser": "a denoiser checkpoint of `spatialvit generate train`, not a classifier: score it with "
+    "`spatialvit generate evaluate`, draw samples with `spatialvit generate sample`",
+    "synth_simplified": "the simplified model of `spatialvit synth train`, not a classifier: measure its patch "
+    "association with `spatialvit synth associate`",
+}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -54,12 +62,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a damaged pickle can fail in the unpickler with almost any exception type
+        looks = _looks_like(path)
+        if looks is not None:
+            raise ValueError(
+                f"{str(path)!r} is not a spatialvit checkpoint (it looks like {looks}; torch.load: corrupt or not a "
+                "PyTorch checkpoint)"
+            ) from err
         raise ValueError(
             f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint "
             f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0].split('. ')[0]})"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a spatialvit checkpoint (expected format {FORMAT!r})")
+        raise ValueError(
+            f"{str(path)!r} is not a spatialvit checkpoint (expected format {FORMAT!r}; it holds {_holds(ckpt)})"
+        )
     missing = [k for k in ("model_name", "model_kwargs", "model", "data_info") if k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
@@ -67,18 +83,62 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def model_from_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", ema: bool = False
 ) -> tuple[nn.Module, DatasetInfo, dict[str, Any]]:
-    """Rebuild the model stored at ``path``; returns ``(model in eval mode, data info, checkpoint dict)``."""
+    """Rebuild the model stored at ``path`` (with ``ema``: its model EMA's weights); returns ``(model in eval mode,
+    data info, checkpoint dict)``. The checkpoints of other commands (denoisers, the synthetic task's model) raise a
+    ``ValueError`` naming the command that reads them."""
     ckpt = load_checkpoint(path, map_location)
+    other = OTHER_CHECKPOINTS.get(ckpt.get("kind")) or OTHER_CHECKPOINTS.get(ckpt["model_name"])
+    if other is not None:
+        raise ValueError(f"{str(path)!r} is {other}")
+    if ema and "ema" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} holds no model EMA (the run had ema_decay 0)")
     model = create_model(ckpt["model_name"], **ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["ema" if ema else "model"])
     return model.eval(), DatasetInfo.from_dict(ckpt["data_info"]), ckpt
 
 
 def classifier_from_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", ema: bool = False
 ) -> tuple[nn.Module, DatasetInfo]:
-    """The checkpoint's model behind its input normalisation: maps ``[0, 1]`` images to logits."""
-    model, info, _ = model_from_checkpoint(path, map_location)
+    """The checkpoint's model (its EMA with ``ema``) behind its input normalisation: maps ``[0, 1]`` images to
+    logits."""
+    model, info, _ = model_from_checkpoint(path, map_location, ema)
     return with_normalize(model, info.mean, info.std).eval(), info
+
+
+def _looks_like(path: Path) -> str | None:
+    """What a file that ``torch.load`` cannot read looks like (``None``: binary data, e.g. a damaged checkpoint)."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "an empty file"
+    if any(byte < 32 and byte not in b"\t\n\f\r" for byte in head):  # control bytes: binary (a zip, a pickle)
+        return None
+    for cut in (head, head[:-3]):  # the first 4 KiB may end inside a multi-byte character
+        try:
+            text = cut.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return None
+    first = (text.strip().splitlines() or [""])[0][:60]
+    if path.suffix.lower() in (".yaml", ".yml"):
+        kind = "a YAML file"
+    elif path.suffix.lower() == ".json" or first.startswith(("{", "[")):
+        kind = "a JSON file"
+    else:
+        kind = "a text file"
+    return f"{kind}, starting {first!r}"
+
+
+def _holds(obj: Any) -> str:
+    """A short description of what ``torch.load`` returned."""
+    if isinstance(obj, dict):
+        keys = [str(k) for k in list(obj)[:5]]
+        tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
+        what = f"a dict of {len(obj)} entries ({', '.join(keys)}{', ...' if len(obj) > 5 else ''})"
+        return what + (" - a bare state_dict?" if obj and tensors == len(obj) else "")
+    return f"a {type(obj).__name__}"

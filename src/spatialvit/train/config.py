@@ -7,6 +7,7 @@ keys.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,11 @@ class TrainConfig(Config):
     epochs: int = option(20, "length of the schedule in epochs")
     batch_size: int = option(32, "images per optimiser step and process")
     lr: float = option(3e-3, "peak AdamW learning rate, reached after the warm-up")
+    ref_batch: int | None = option(
+        None,
+        "linear scaling rule: the peak lr becomes lr x global batch / ref_batch, and the EMA decays by "
+        "ema_decay ** (global batch / ref_batch) per step (DeiT/RMT: 512; null: lr and ema_decay as given)",
+    )
     min_lr: float = option(1e-5, "learning rate at the end of the cosine decay")
     warmup_epochs: float = option(1.0, "linear warm-up length in epochs (per-step, may be fractional)")
     weight_decay: float = option(0.05, "AdamW weight decay (not applied to norms, biases, embeddings and tokens)")
@@ -40,6 +46,22 @@ class TrainConfig(Config):
     mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha) parameter (0: off)")
     cutmix_alpha: float = option(0.0, "cutmix Beta(alpha, alpha) parameter (0: off)")
     mix_prob: float = option(1.0, "probability that a batch is mixed when mixup/cutmix is on")
+    random_erasing: float = option(
+        0.0, "probability that an image gets a random box (1/50 to 1/3 of its area) set to noise (DeiT: 0.25; 0: off)"
+    )
+    repeated_aug: int = option(
+        1,
+        "repeated augmentation: each sampled image appears this many times per epoch, each copy augmented apart "
+        "(on different ranks under DDP); an epoch keeps its length (DeiT/RMT: 3; 1: off)",
+    )
+    ema_decay: float = option(
+        0.0,
+        "model EMA: after every step ema = decay x ema + (1 - decay) x weights; evaluated each epoch beside the raw "
+        "weights (metrics *_ema) and kept in the checkpoints (DeiT/RMT: 0.99996 with ref_batch 512; 0: off)",
+    )
+    ema_warmup: bool = option(
+        False, "warm the EMA decay up as min(ema_decay, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3), for short runs"
+    )
     seed: int = option(0, "seed of model initialisation, data order, augmentation and dropout")
     device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
@@ -50,6 +72,10 @@ class TrainConfig(Config):
     num_workers: int = option(0, "DataLoader worker processes")
     out: str | None = option(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = option(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
+    eval_every: int = option(1, "evaluate on the test split every N epochs, and always after the last (0: last only)")
+    train_limit: int | None = option(
+        None, "train on a fixed random subset of N training images, the same for every seed and run (none: all)"
+    )
     resume: str | None = option(
         None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"
     )
@@ -60,6 +86,9 @@ class TrainConfig(Config):
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> None:
+        for name in ("lr", "min_lr"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         for name, value in positive.items():
             if value <= 0:
@@ -74,6 +103,7 @@ class TrainConfig(Config):
             "cutmix_alpha": self.cutmix_alpha,
             "num_workers": self.num_workers,
             "save_every": self.save_every,
+            "eval_every": self.eval_every,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -82,6 +112,14 @@ class TrainConfig(Config):
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ValueError(f"mix_prob must be in [0, 1], got {self.mix_prob}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing}")
+        if self.repeated_aug < 1:
+            raise ValueError(f"repeated_aug must be >= 1 (1: off), got {self.repeated_aug}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no EMA), got {self.ema_decay}")
+        if self.ref_batch is not None and self.ref_batch < 1:
+            raise ValueError(f"ref_batch must be positive or null (no scaling), got {self.ref_batch}")
         if self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})")
         if self.clip_grad is not None and self.clip_grad <= 0:
@@ -90,6 +128,8 @@ class TrainConfig(Config):
             raise ValueError(f"threads must be >= 1 or null (torch's choice), got {self.threads}")
         if self.img_size is not None and self.img_size <= 0:
             raise ValueError(f"img_size must be positive, got {self.img_size}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"train_limit must be a positive number of images (none: all), got {self.train_limit}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
         if self.overwrite and self.resume is not None:

@@ -1,7 +1,9 @@
 """The training engine: ``fit(config)`` trains a registered model on a registered dataset; ``evaluate`` scores one.
 
 One run writes into its folder ``config.yaml``, ``metrics.csv`` (also ``.json``/``.md``), ``last.pt`` every epoch,
-``best.pt`` at the best test top-1, and TensorBoard events when ``torch.utils.tensorboard`` imports.
+``best.pt`` at the best test top-1 (of the raw weights), and TensorBoard events when ``torch.utils.tensorboard``
+imports. With ``ema_decay`` the run also keeps a model EMA (:mod:`.ema`), evaluated every epoch beside the raw weights
+and saved in every checkpoint.
 
 Reproducibility: the model is initialised from ``seed``; every epoch's data order, augmentation and dropout draw
 from generators seeded by ``(seed, epoch, rank)``. A run resumed from the checkpoint of epoch k therefore replays
@@ -26,16 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
-from tqdm.auto import tqdm
 
-from ..data import DatasetInfo, load_dataset
+from .._text import plural
+from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
 from ..report.tables import save_table
-from ..runtime import claim_outputs, describe_changes, resolve_device, with_normalize
+from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
+from .ema import ModelEma
+from .sampler import RepeatAugSampler
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ RUNTIME_KEYS = frozenset(
 RUN_FILES = ("config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*")
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
+# The test metrics of an epoch; with a model EMA each also as NAME_ema, for the averaged weights.
+TEST_KEYS = ("test_loss", "test_top1", "test_top5")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,13 +73,15 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class FitResult:
-    """What ``fit`` leaves behind: the trained model, its run folder, the per-epoch history, final/best metrics."""
+    """What ``fit`` leaves behind: the trained model, its run folder, the per-epoch history, final/best metrics, and
+    the model EMA (``None`` without ``ema_decay``)."""
 
     model: nn.Module
     run_dir: Path
     history: list[dict[str, Any]]
     last_checkpoint: Path
     best_checkpoint: Path
+    ema_model: nn.Module | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -81,11 +89,14 @@ class FitResult:
 
     @property
     def best(self) -> dict[str, Any]:
-        return max(self.history, key=lambda row: row["test_top1"])
+        return max((row for row in self.history if row["test_top1"] is not None), key=lambda row: row["test_top1"])
 
     def summary(self) -> list[dict[str, Any]]:
-        """Two rows, the final and the best epoch: test top-1, top-5 and loss (the run's ``summary.*``)."""
+        """Two rows, the final and the best epoch (by raw test top-1): test top-1, top-5 and loss, and the same for
+        the EMA weights when the run keeps an EMA (the run's ``summary.*``)."""
         keys = ("test_top1", "test_top5", "test_loss")
+        if "test_top1_ema" in self.final:
+            keys += ("test_top1_ema", "test_top5_ema", "test_loss_ema")
         final, best = self.final, self.best
         return [
             {"": f"final (epoch {final['epoch']})", **{k: final[k] for k in keys}},
@@ -111,6 +122,8 @@ class _Session:
     train_loader: DataLoader
     test_loader: DataLoader
     loader_gen: torch.Generator
+    ema: ModelEma | None = None
+    ema_forward: nn.Module | None = None  # the EMA behind the input normalisation, for evaluation
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -129,15 +142,17 @@ def fit(config: TrainConfig) -> FitResult:
         _resume(run, resume_from)
     writer = _prepare_run_dir(run)
     last, best = run.run_dir / "last.pt", run.run_dir / "best.pt"
-    best_top1 = max((row["test_top1"] for row in run.history), default=-1.0)
-    for epoch in range(len(run.history), run.config.stop_after or run.config.epochs):
+    best_top1 = max((row["test_top1"] for row in run.history if row["test_top1"] is not None), default=-1.0)
+    first, end, start = len(run.history), run.config.stop_after or run.config.epochs, time.perf_counter()
+    for epoch in range(first, end):
         row = _epoch(run, epoch, last)
         run.history.append(row)
         if run.ctx.is_main:
-            log.info(_epoch_line(row, run.config.epochs))
+            log.info(_epoch_line(row, run.config.epochs) + "  " + eta(time.perf_counter() - start, epoch + 1 - first,
+                                                                     end - first))  # fmt: skip
             best_top1 = _save_epoch(run, row, best_top1, writer)
         run.ctx.barrier()
-    result = FitResult(run.model, run.run_dir, run.history, last, best)
+    result = FitResult(run.model, run.run_dir, run.history, last, best, run.ema.module if run.ema else None)
     if run.ctx.is_main:
         if writer is not None:
             writer.close()
@@ -160,6 +175,8 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
     resume_from = _resume_path(config, run_dir)
 
     train_set = load_dataset(config.data, "train", config.img_size)
+    if config.train_limit is not None:
+        train_set = random_subset(train_set, config.train_limit)
     test_set = load_dataset(config.data, "test", config.img_size)
     info: DatasetInfo = train_set.info
     torch.manual_seed(config.seed)
@@ -170,8 +187,11 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
     forward = torch.compile(net) if config.compile else net
 
     steps_per_epoch = math.ceil(_shard_len(len(train_set), ctx) / config.batch_size)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
+    scale = batch_scale(config, ctx.world_size)
+    peak_lr = config.lr * scale
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch, peak_lr))
+    ema = ModelEma(model, config.ema_decay**scale, config.ema_warmup) if config.ema_decay > 0 else None
     augment = build_train_transform(
         info.num_classes,
         crop_padding=config.crop_padding,
@@ -181,6 +201,7 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
         mixup_alpha=config.mixup_alpha,
         cutmix_alpha=config.cutmix_alpha,
         mix_prob=config.mix_prob,
+        random_erasing=config.random_erasing,
     )
     loader_gen = torch.Generator()
     train_loader, test_loader = _loaders(train_set, test_set, config, ctx, device, loader_gen)
@@ -188,6 +209,8 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
         config, ctx, device, run_dir, info, model, model_kwargs, forward, optimizer, scheduler, augment,
         train_loader, test_loader, loader_gen,
     )  # fmt: skip
+    if ema is not None:
+        run.ema, run.ema_forward = ema, with_normalize(ema.module, info.mean, info.std).to(device)
     return run, resume_from
 
 
@@ -198,6 +221,10 @@ def _resume(run: _Session, path: Path) -> None:
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.ema is not None:
+        if "ema" not in ckpt:
+            raise ValueError(f"checkpoint {str(path)!r} holds no model EMA to continue")
+        run.ema.load_state_dict(ckpt["ema"])
     run.history = list(ckpt["metrics"])
     if run.ctx.is_main:
         log.info("resumed %s at epoch %d/%d", path, int(ckpt["epoch"]), run.config.epochs)
@@ -222,14 +249,14 @@ def _epoch(run: _Session, epoch: int, last: Path) -> dict[str, Any]:
     run.loader_gen.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=0))
     aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=1))
     torch.manual_seed(epoch_seed(config.seed, epoch, ctx.rank, stream=2))
-    if isinstance(run.train_loader.sampler, DistributedSampler):
+    if isinstance(run.train_loader.sampler, (DistributedSampler, RepeatAugSampler)):
         run.train_loader.sampler.set_epoch(epoch)
     t0 = time.perf_counter()
-    bar = tqdm(
+    bar = progress_bar(
         run.train_loader,
         desc=f"epoch {epoch + 1}/{config.epochs}",
         leave=False,
-        disable=not (config.progress and ctx.is_main),
+        enabled=config.progress and ctx.is_main,
     )
     try:
         train = _train_epoch(run, bar, aug_gen, epoch)
@@ -239,18 +266,18 @@ def _epoch(run: _Session, epoch: int, last: Path) -> dict[str, Any]:
         )
         raise NonFiniteLossError(f"{err}; stopped without saving, {kept}. Try a lower lr or clip_grad") from None
     train_time = time.perf_counter() - t0
-    test = evaluate(run.forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
-    return {
-        "epoch": epoch + 1,
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "train_loss": train["loss"],
-        "train_acc": train["acc"],
-        "test_loss": test["loss"],
-        "test_top1": test["top1"],
-        "test_top5": test["top5"],
-        "epoch_time_s": time.perf_counter() - t0,
-        "img_per_s": train["n"] / train_time,
-    }
+    row = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"], "train_loss": train["loss"]}
+    row |= {"train_acc": train["acc"]}
+    every, last_epoch = config.eval_every, epoch + 1 == config.epochs
+    if last_epoch or (every and (epoch + 1) % every == 0):
+        test = evaluate(run.forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
+        row |= {key: test[key[5:]] for key in TEST_KEYS}
+        if run.ema_forward is not None:
+            test_ema = evaluate(run.ema_forward, run.test_loader, run.device, amp=run.amp, ctx=ctx)
+            row |= {f"{key}_ema": test_ema[key[5:]] for key in TEST_KEYS}
+    else:  # not evaluated this epoch (eval_every)
+        row |= {key: None for key in TEST_KEYS} | ({f"{k}_ema": None for k in TEST_KEYS} if run.ema_forward else {})
+    return row | {"epoch_time_s": time.perf_counter() - t0, "img_per_s": train["n"] / train_time}
 
 
 def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: Any) -> float:
@@ -268,8 +295,10 @@ def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: An
         "config": run.config.to_dict(),
         "metrics": run.history,
     }
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
     save_checkpoint(run.run_dir / "last.pt", state)
-    if row["test_top1"] > best_top1:
+    if row["test_top1"] is not None and row["test_top1"] > best_top1:
         best_top1 = row["test_top1"]
         save_checkpoint(run.run_dir / "best.pt", state)
     if run.config.save_every and epoch % run.config.save_every == 0:
@@ -277,7 +306,7 @@ def _save_epoch(run: _Session, row: dict[str, Any], best_top1: float, writer: An
     save_table(run.history, run.run_dir, "metrics")
     if writer is not None:
         for key, value in row.items():
-            if key != "epoch":
+            if key != "epoch" and value is not None:
                 writer.add_scalar(key, value, epoch)
         writer.flush()
     return best_top1
@@ -301,14 +330,16 @@ def evaluate(
     was_training = model.training
     model.eval()
     loss_sum = top1 = top5 = n = 0.0
+    classes = 0
     with torch.no_grad():
-        for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        for images, labels in progress_bar(loader, desc="eval", leave=False, enabled=progress):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with _autocast(device, amp):
                 logits = model(images)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            k = min(5, logits.shape[1])
+            classes = logits.shape[1]
+            k = min(5, classes)
             hits = logits.topk(k, dim=1).indices == labels[:, None]
             top1 += hits[:, 0].sum().item()
             top5 += hits.any(dim=1).sum().item()
@@ -317,7 +348,8 @@ def evaluate(
     loss_sum, top1, top5, n = ctx.all_reduce_sum([loss_sum, top1, top5, n], device)
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n": int(n)}
+    top5_pct = 100.0 * top5 / n if classes > 5 else None  # top-k only where k < classes (else always 100 %)
+    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": top5_pct, "n": int(n)}
 
 
 def evaluate_checkpoint(
@@ -327,21 +359,23 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     device: str = "auto",
     progress: bool = False,
+    ema: bool = False,
 ) -> dict[str, Any]:
-    """Score the checkpoint at ``path`` on ``split`` of ``data`` (default: the data it was trained on).
+    """Score the checkpoint at ``path`` (its model EMA with ``ema``) on ``split`` of ``data`` (default: the data it
+    was trained on).
 
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
     Returns ``{"checkpoint", "data", "split", "loss", "top1", "top5", "n"}``.
     """
     dev = resolve_device(device)
-    model, info, ckpt = model_from_checkpoint(path, map_location=dev)
+    model, info, ckpt = model_from_checkpoint(path, map_location=dev, ema=ema)
     data = data or ckpt.get("config", {}).get("data") or info.name
     dataset = load_dataset(data, split, info.img_size[0] if info.img_size[0] == info.img_size[1] else None)
     got = dataset.info
     if (got.num_classes, got.in_chans, tuple(got.img_size)) != (info.num_classes, info.in_chans, tuple(info.img_size)):
         raise ValueError(
-            f"checkpoint {str(path)!r} expects {info.num_classes} classes of {info.in_chans}-channel "
-            f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {got.num_classes} classes of "
+            f"checkpoint {str(path)!r} expects {plural(info.num_classes, 'class')} of {info.in_chans}-channel "
+            f"{info.img_size[0]}x{info.img_size[1]} images but {data!r} has {plural(got.num_classes, 'class')} of "
             f"{got.in_chans}-channel {got.img_size[0]}x{got.img_size[1]} images"
         )
     net = with_normalize(model, info.mean, info.std).to(dev)
@@ -397,11 +431,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step factor of ``config.lr``: linear warm-up to 1, then cosine decay to ``min_lr / lr``."""
+def batch_scale(config: TrainConfig, world_size: int) -> float:
+    """``global batch / ref_batch`` (the linear scaling rule of lr and EMA decay), 1 without ``ref_batch``."""
+    return config.batch_size * world_size / config.ref_batch if config.ref_batch else 1.0
+
+
+def lr_schedule(config: TrainConfig, steps_per_epoch: int, peak_lr: float | None = None) -> Callable[[int], float]:
+    """Per-step factor of the peak lr (``peak_lr``, default ``config.lr``): linear warm-up to 1, then cosine decay
+    to ``min_lr / peak_lr``."""
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
-    floor = config.min_lr / config.lr
+    floor = config.min_lr / (peak_lr or config.lr)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -448,6 +488,8 @@ def _train_epoch(run: _Session, batches: Iterable, aug_gen: torch.Generator, epo
             nn.utils.clip_grad_norm_(params, config.clip_grad)
         optimizer.step()
         run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update(run.model, step=run.scheduler.last_epoch)
         loss_sum += loss.item() * len(labels)
         correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
         n += len(labels)
@@ -465,8 +507,11 @@ def _loaders(
     device: torch.device,
     gen: torch.Generator,
 ) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training batches (this rank's shard under DDP) and this rank's unpadded shard of the test set."""
-    if ctx.distributed:
+    """Shuffled training batches (this rank's shard under DDP; repeated augmentation with ``repeated_aug``) and this
+    rank's unpadded shard of the test set."""
+    if config.repeated_aug > 1:
+        sampler = RepeatAugSampler(len(train_set), config.repeated_aug, ctx.world_size, ctx.rank, config.seed)
+    elif ctx.distributed:
         sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
     else:
         sampler = RandomSampler(train_set, generator=gen)
@@ -476,9 +521,14 @@ def _loaders(
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """One line per epoch: training loss and accuracy, test metrics when evaluated, time and throughput."""
+    test = "not evaluated (eval_every)"
+    if row["test_top1"] is not None:
+        ema = f" (EMA {row['test_top1_ema']:.2f}%)" if row.get("test_top1_ema") is not None else ""
+        top5 = f" top-5 {row['test_top5']:.2f}%" if row["test_top5"] is not None else ""
+        test = f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}%{ema}{top5}"
     return (
-        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
-        f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}%  "
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  {test}  "
         f"{row['epoch_time_s']:.1f}s ({row['img_per_s']:.0f} img/s)"
     )
 
