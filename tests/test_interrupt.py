@@ -55,3 +55,33 @@ def test_sigint_mid_epoch_then_the_printed_command_finishes_the_run(tmp_path):
     a, b = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "full" / "last.pt")
     keys = ("train_loss", "test_loss", "test_top1")
     assert [[r[k] for k in keys] for r in a["metrics"]] == [[r[k] for k in keys] for r in b["metrics"]]
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{pid}\n" in status.read_text():
+                found.add(int(status.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_sigint_stops_a_study_training_in_worker_processes(tmp_path):
+    out = tmp_path / "study"
+    args = ["study", "--models", "vit_micro_patch4", "--seeds", "0,1", "--img-size", "8", "--epochs", "50",
+            "--batch-size", "8", "--threads", "1", "--workers", "2", "--no-progress", "--out", str(out)]  # fmt: skip
+    proc = run(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(list(out.glob("runs/*/*/last.pt"))) < 2:  # both workers are training
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "leaked" not in err and "continue with: spatialvit study" in err
+    assert len(workers) >= 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)

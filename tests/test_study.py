@@ -21,6 +21,7 @@ TINY = {
     "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "limit": 64},
     "probes": {"images": 8, "example_images": 1},
     "seeds": [0],
+    "workers": 1,
     "progress": False,
 }
 
@@ -102,6 +103,14 @@ def test_same_seed_same_table_and_rerun_reuses_runs(study, tmp_path):
     assert third.comparison[0]["clean_acc1"] == study.comparison[1]["clean_acc1"]
 
 
+def test_runs_trained_in_worker_processes_give_the_same_numbers(study, tmp_path, caplog):
+    caplog.set_level("INFO", logger="spatialvit.study")
+    parallel = run_study(tiny(tmp_path, workers=2))
+    keep = [c for c in COLUMNS if c != "source"]
+    assert [{c: r[c] for c in keep} for r in parallel.comparison] == [{c: r[c] for c in keep} for r in study.comparison]
+    assert "in 2 worker processes" in caplog.text and "(3/3)" in caplog.text
+
+
 def test_association_rows_match_the_probe_on_an_untrained_positional_vit():
     """The study's association step equals the probe applied by hand, against the stated reference partition."""
     import torch
@@ -147,6 +156,7 @@ def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
         ({"sensitivity": {"repeat": 2}}, "repeats"),
         ({"sensitivity": {"repeats": 1.5}}, "sensitivity.repeats must be an int"),
         ({"checkpoints": {"resnet18": "x.pt"}}, "not in models"),
+        ({"workers": 0}, "workers must be >= 1"),
     ],
 )
 def test_bad_config_is_explained(values, match):

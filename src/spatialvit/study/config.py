@@ -79,6 +79,11 @@ class StudyConfig(Config):
         factory=lambda: [0, 1, 2],
         metavar="S,S,...",
     )
+    workers: int = option(
+        2,
+        "on a CPU, train up to N (model, seed) runs at once, each in its own process with train.threads threads "
+        "(2 x 1 thread suits a 2-core CPU; 1: one run after another, as on a GPU); the numbers do not depend on it",
+    )
     out: str = option("study", "output folder", metavar="DIR")
     resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
     overwrite: bool = option(False, "start again in an out that holds a study, deleting its files first")
@@ -102,6 +107,8 @@ class StudyConfig(Config):
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct ints, at least one, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
 
