@@ -64,7 +64,7 @@ class StudyConfig(Config):
         help="registered model names (`spatialvit models`)", factory=lambda: list(DEFAULT_MODELS), parse=_names
     )
     model_kwargs: dict[str, dict[str, Any]] = option(help="per model: extra keyword arguments", factory=dict)
-    # The embedded default: measured to finish in under 10 minutes on a 2-core CPU (docs/results.md).
+    # The embedded default: 7.3 minutes measured on a 2-core CPU with workers 2 (docs/results.md).
     train: TrainConfig = option(
         help="training settings shared by every model (any TrainConfig key but the ones the study sets)",
         factory=lambda: TrainConfig(epochs=12),
