@@ -1,5 +1,6 @@
 """The command line: --help of every command, a tiny `python -m spatialvit train` end to end, eval, and errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,20 @@ def test_python_m_spatialvit_train_then_eval(tmp_path, capsys):
     top1 = float(row.split(",")[5])
     assert f"| {top1:.2f} |" in out  # eval of the checkpoint reproduces the top-1 logged by training
     assert (run / "eval.csv").is_file()
+
+
+def test_eval_ema_scores_the_model_ema_and_refuses_a_checkpoint_without_one(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--ema-decay", "0.9", "--ema-warmup", "--out", str(run)]) == 0
+    logged = json.loads((run / "metrics.json").read_text())[-1]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--ema", "--out", str(tmp_path / "ema")]) == 0
+    assert f"| {logged['test_top1_ema']:.2f} |" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    assert main(["train", *TINY_ARGS, "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(plain / "last.pt"), "--ema", "--out", str(tmp_path / "x")]) == 2
+    assert "holds no model EMA" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

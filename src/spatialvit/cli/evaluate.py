@@ -11,6 +11,7 @@ EVAL_FILES = ("eval.csv", "eval.json", "eval.md")
 EXAMPLES = """\
 spatialvit eval --checkpoint runs/digits/best.pt
 spatialvit eval --checkpoint runs/digits/last.pt --split train --out runs/digits/eval_train
+spatialvit eval --checkpoint runs/imagenet_rmt_t/last.pt --ema --out runs/imagenet_rmt_t/eval_ema
 """
 DESCRIPTION = """\
 evaluate a checkpoint on a dataset
@@ -30,6 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data", metavar="SPEC", help="dataset spec NAME or NAME:PATH (default: the data the model was trained on)"
     )
     p.add_argument("--split", choices=("test", "train"), default="test", help="which split")
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="evaluate the model EMA the checkpoint keeps (runs trained with --ema-decay) instead of its weights",
+    )
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", metavar="DIR", help="folder for eval.csv/.json/.md (default: the checkpoint's folder)")
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     claim_outputs(out, EVAL_FILES, overwrite=args.overwrite)
     row = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, args.batch_size, args.device, progress=not args.no_progress
+        args.checkpoint, args.data, args.split, args.batch_size, args.device, not args.no_progress, args.ema
     )
     paths = save_table([row], out, "eval", digits=2)
     print(markdown_table([row], digits=2))
