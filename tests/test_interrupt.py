@@ -22,9 +22,17 @@ ARGS = [
 ]  # fmt: skip
 
 
+def _default_sigint() -> None:
+    # A process started in the background by a non-interactive shell inherits SIGINT as ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "spatialvit", *args], env=env, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spatialvit", *args], env=env, text=True, preexec_fn=_default_sigint, **kw
+    )
 
 
 def test_resume_command_drops_overwrite_and_adds_resume():
