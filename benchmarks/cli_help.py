@@ -23,19 +23,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def commands() -> list[list[str]]:
     """``[]`` (the top level) and every sub-command and sub-action, in ``--help`` order, read from the parser."""
     sys.path.insert(0, str(SRC))
-    from spatialvit.cli import build_parser
+    from spatialvit.cli import help_pages
 
-    out: list[list[str]] = []
-
-    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
-        out.append(path)
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, child in action.choices.items():
-                    walk(child, [*path, name])
-
-    walk(build_parser(), [])
-    return out
+    return [path for path, _ in help_pages()]
 
 
 def wall_time(argv: list[str], repeats: int) -> float:

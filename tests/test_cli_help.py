@@ -11,29 +11,14 @@ from pathlib import Path
 import pytest
 
 from spatialvit._text import plural
-from spatialvit.cli import build_parser
+from spatialvit.cli import build_parser, help_pages
 from spatialvit.cli.common import GENERIC, HelpFormatter
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "numpy", "matplotlib", "scipy", "sklearn", "tqdm")
 
 
-def pages() -> list[tuple[list[str], argparse.ArgumentParser]]:
-    """Every help page: the top level, each command and each sub-action."""
-    out = []
-
-    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
-        out.append((path, parser))
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, child in action.choices.items():
-                    walk(child, [*path, name])
-
-    walk(build_parser(), [])
-    return out
-
-
-PAGES = pages()
+PAGES = help_pages()
 PATHS = [" ".join(path) or "(top level)" for path, _ in PAGES]
 
 

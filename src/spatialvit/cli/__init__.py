@@ -30,6 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def help_pages() -> list[tuple[list[str], argparse.ArgumentParser]]:
+    """``(path, parser)`` of every help page: the top level (``[]``), each command and each sub-action, in order."""
+    pages: list[tuple[list[str], argparse.ArgumentParser]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        pages.append((path, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, [*path, name])
+
+    walk(build_parser(), [])
+    return pages
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``spatialvit`` and ``python -m spatialvit``; returns the exit code."""
     parser = build_parser()
