@@ -26,7 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a study's output folder (holding sweep.json)")
     args = parser.parse_args()
-    means = sweep_means(json.loads((args.study / "sweep.json").read_text()))
+    path = args.study / "sweep.json"
+    if not path.is_file():
+        parser.error(f"{path} not found: give the output folder of a `spatialvit study` run (it writes sweep.json)")
+    means = sweep_means(json.loads(path.read_text()))
     table: dict[str, dict[str, str]] = {}
     for r in means:
         table.setdefault(r["model"], {"model": r["model"]})[setting(r)] = format_ci(r["acc1"], r["acc1_ci"], 3)
