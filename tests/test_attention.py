@@ -73,6 +73,14 @@ CASES = [
     ("conv_qkv", "sdpa", {}),
     ("conv_qkv", "sdpa", {"conv_mode": "separable", "kernel_size": 5}),
     ("gpsa", "sdpa", {}),
+    ("softmax", "bmm", {}),
+    ("decay", "bmm", {}),
+    ("decay", "bmm", {"learnable_decay": True}),
+    ("cag", "bmm", {}),
+    ("cag", "bmm", {"alpha": 0.5, "rope": True, "lepe_kernel": 3}),
+    ("cag", "bmm", {"form": "warped"}),
+    ("conv_qkv", "bmm", {}),
+    ("gpsa", "bmm", {}),
 ]
 
 
@@ -93,6 +101,65 @@ def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, pref
     n = x.shape[1]
     assert attn.shape == (2, HEADS, n, n) and (attn >= 0).all()
     torch.testing.assert_close(attn.sum(-1), torch.ones(2, HEADS, n, dtype=torch.float64))
+
+
+INFERENCE = [("softmax", {}), ("decay", {}), ("cag", {}), ("cag", {"form": "warped"}), ("conv_qkv", {}), ("gpsa", {})]
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+@pytest.mark.parametrize(("name", "kwargs"), INFERENCE, ids=[f"{n}-{k}" for n, k in INFERENCE])
+def test_auto_inference_on_a_small_cpu_grid_is_bmm_in_place_and_equals_reference(name, kwargs, prefix):
+    """Without gradients a small CPU grid runs the in-place ``bmm`` path: equal to the reference, and a bias the
+    mixer keeps (fixed decay) is not overwritten (a second call gives the same output)."""
+    fast, ref = _pair(name, "auto", prefix, **kwargs)
+    x = _x(prefix, batch=3).detach()
+    with torch.no_grad():
+        q = fast.project(x, GRID)[0]
+        assert _choose(fast, q, fast.spatial_bias(x, GRID)) == "bmm"
+        first, second, expected = fast(x, GRID), fast(x, GRID), ref(x, GRID)
+    torch.testing.assert_close(first, expected, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    # training: SDPA's fused kernels, except for pairwise rates that need a gradient (weights kept, backward by hand)
+    trained_pairwise_rates = name == "cag" and not kwargs
+    assert (_choose(fast, fast.project(x, GRID)[0], fast.spatial_bias(x, GRID)) == "bmm") == trained_pairwise_rates
+
+
+def test_auto_inference_bmm_only_on_small_grids():
+    plain = create_attention("softmax", DIM, num_heads=HEADS, num_prefix_tokens=1)
+    decomposed = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1, decomposed=True).double()
+    with torch.no_grad():
+        assert _choose(plain, torch.randn(2, HEADS, 128, 8), None) == "bmm"
+        assert _choose(plain, torch.randn(2, HEADS, 129, 8), None) == "sdpa"  # more tokens: the fused kernel
+        assert _choose(plain, torch.randn(160, 3, 100, 8), None) == "sdpa"  # 4.8 M logits > 2**22
+        x = _x(1).detach()
+        bias = decomposed.spatial_bias(x, GRID)
+        assert _choose(decomposed, decomposed.project(x, GRID)[0], bias) == "sdpa"  # rows then columns
+
+
+@pytest.mark.parametrize("block", [2**18, 2 * 11 * 11, 1])  # one group of images, groups of 1 and 2, one per group
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_bmm_kernel_in_place_equals_reference(broadcast, block, monkeypatch):
+    """The kernel without gradients (float64): in place by groups of images, with no bias, a per-image or a shared
+    bias (left as it was), and a blend of the weights (``mix``); with gradients it is the reference itself."""
+    import spatialvit.attention.kernels as kernels
+
+    monkeypatch.setattr(kernels, "BMM_BLOCK_ELEMENTS", block)
+    torch.manual_seed(0)
+    B, h, N = 3, 2, 11
+    q, k, v = (torch.randn(B, N, h, 8, dtype=torch.float64).transpose(1, 2) for _ in range(3))
+    bias = torch.randn(1 if broadcast else B, h, N, N, dtype=torch.float64)
+    kept = bias.clone()
+    with torch.no_grad():
+        for b in (None, bias):
+            expected = kernels.reference_attention(q, k, v, b, 0.3)[0]
+            torch.testing.assert_close(kernels.bmm_attention(q, k, v, b, 0.3), expected, rtol=1e-12, atol=1e-12)
+        assert torch.equal(bias, kept)
+        other = torch.softmax(torch.randn(1, h, N, N, dtype=torch.float64), -1)
+        weights = kernels.reference_attention(q, k, v, bias, 0.3)[1].lerp(other, 0.25)
+        blended = kernels.bmm_attention(q, k, v, bias, 0.3, mix=lambda w: w.lerp_(other, 0.25))
+        torch.testing.assert_close(blended, weights @ v, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="mix"):
+        kernels.bmm_attention(q, k, v.requires_grad_(), bias, 0.3, mix=lambda w: w)
 
 
 def test_factorised_kernel_equals_dense_bias_with_prefix():
@@ -295,8 +362,10 @@ def test_auto_backend_choice_and_flex_fallback_warns():
         many = torch.randn(32, 257, DIM)  # 32 x 3 x 257 x 257 > 2**22 entries
         assert _choose(cag, cag.project(many, grid)[0], cag.spatial_bias(many, grid)) == "chunked"
     assert _choose(warped, q, warped.spatial_bias(xs, grid)) == "sdpa"
-    one_block = torch.randn(1, 65, DIM, requires_grad=True)  # 1 x 3 x 65 x 65 logits: a single block of chunked
-    assert _choose(cag, cag.project(one_block, (8, 8))[0], cag.spatial_bias(one_block, (8, 8))) == "sdpa"
+    one_block = torch.randn(1, 65, DIM, requires_grad=True)  # 1 x 3 x 65 x 65 logits: the small-grid kernel
+    assert _choose(cag, cag.project(one_block, (8, 8))[0], cag.spatial_bias(one_block, (8, 8))) == "bmm"
+    one_block = torch.randn(1, 145, DIM, requires_grad=True)  # 12 x 12 grid: beyond it, a single block of chunked
+    assert _choose(cag, cag.project(one_block, (12, 12))[0], cag.spatial_bias(one_block, (12, 12))) == "sdpa"
     big = (17, 17)  # 289 tokens: no N x N tensor
     xb = torch.randn(1, 290, DIM, requires_grad=True)
     qb = mixer.project(xb, big)[0]

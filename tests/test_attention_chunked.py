@@ -11,7 +11,7 @@ import torch
 import spatialvit.attention.kernels as kernels
 import spatialvit.attention.manhattan as manhattan
 from spatialvit.attention import ManhattanBias, create_attention, resolve_backend
-from spatialvit.attention.kernels import pairwise_decay_attention
+from spatialvit.attention.kernels import pairwise_decay_attention, pairwise_decay_bmm
 from spatialvit.attention.manhattan import half_distance
 from spatialvit.bench import peak_mib
 
@@ -48,6 +48,28 @@ def test_chunked_kernel_equals_reference_forward_and_grads(prefix, rate_batch, r
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad of {name}: {m}")
     with torch.no_grad():  # the forward alone (inference)
         torch.testing.assert_close(pairwise_decay_attention(q, k, v, bias.padded_rates(), GRID, prefix), ref)
+
+
+@pytest.mark.parametrize("block", [2**18, 2 * 2 * 17 * 17, 1])  # one group of images, groups of 2, one per group
+@pytest.mark.parametrize("rate_batch", [1, 3])
+@pytest.mark.parametrize("prefix", [0, 1, 2])
+def test_pairwise_bmm_kernel_equals_reference_forward_and_grads(prefix, rate_batch, block, monkeypatch):
+    """The small-grid kernel: in place by groups of images without gradients; with them, the weights kept and the
+    rates' gradient by hand."""
+    monkeypatch.setattr(kernels, "BMM_BLOCK_ELEMENTS", block)
+    q, k, v, rates = _case(prefix, rate_batch)
+    q, k, v = (t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() for t in (q, k, v))
+    bias = ManhattanBias(GRID, rates, num_prefix=prefix)
+    ref = _reference(q, k, v, bias)
+    out = pairwise_decay_bmm(q, k, v, bias.padded_rates(), GRID, prefix)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    weights = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * weights).sum(), [q, k, v, rates])
+    g_out = torch.autograd.grad((out * weights).sum(), [q, k, v, rates])
+    for name, a, b in zip(["q", "k", "v", "rates"], g_out, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad of {name}: {m}")
+    with torch.no_grad():
+        torch.testing.assert_close(pairwise_decay_bmm(q, k, v, bias.padded_rates(), GRID, prefix), ref)
 
 
 def test_chunked_kernel_builds_distance_rows_when_the_grid_is_too_large_to_cache(monkeypatch):
@@ -142,7 +164,9 @@ def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(
     monkeypatch.setattr(decay, "KEEP_DENSE_MAX", 3 * 16 * 16 - 1)
     bias = mixer.decay(x, GRID, 1)
     assert bias.precomputed is None
-    assert resolve_backend("auto", mixer.supported_backends, torch.randn(400, 3, 16, 8), bias) == "sdpa"  # small
+    small = torch.randn(400, 3, 16, 8)  # inference on a small grid: the materialised path
+    assert resolve_backend("auto", mixer.supported_backends, small, bias) == "bmm"
+    assert resolve_backend("auto", mixer.supported_backends, small.requires_grad_(), bias) == "sdpa"  # one block
     many = torch.randn(6000, 3, 16, 8)  # its dense bias would exceed backend.CPU_DENSE_BIAS_MAX_ELEMENTS
     assert resolve_backend("auto", mixer.supported_backends, many, bias) == "chunked"
 

@@ -16,17 +16,19 @@ import torch
 
 from .kernels import (
     BLOCK_ELEMENTS,
+    bmm_attention,
     compile_flex,
     decomposed_reference,
     decomposed_sdpa,
     factorised_attention,
     pairwise_decay_attention,
+    pairwise_decay_bmm,
     reference_attention,
     sdpa_attention,
 )
 from .manhattan import ManhattanBias
 
-BACKENDS = ("auto", "reference", "sdpa", "flex", "factorised", "chunked")
+BACKENDS = ("auto", "reference", "sdpa", "bmm", "flex", "factorised", "chunked")
 # Kernels without attention dropout: a call with dropout runs on 'sdpa' instead (exact, with a warning).
 NO_DROPOUT = ("flex", "chunked")
 # On CPU: a fixed decay whose dense bias is kept (decay.KEEP_DENSE_MAX) runs it through SDPA's fused kernel; any other
@@ -38,6 +40,12 @@ CPU_DENSE_BIAS_MAX_TOKENS = 256
 # x N x N) through SDPA beats the chunked kernel's blocks at 2 threads (micro ViT, batch 64: 1.1 M); above it (tiny
 # ViT at 64 x 64, batch 64: 12.7 M) the chunked blocks win (docs/attention.md).
 CPU_DENSE_BIAS_MAX_ELEMENTS = 2**22
+# On CPU with at most this many tokens (and at most CPU_DENSE_BIAS_MAX_ELEMENTS logits) the materialised ``bmm``
+# path beats SDPA's fused kernel, whose per-block work dominates at small N: in inference, with or without a bias;
+# in training, for pairwise rates that need a gradient (weights kept, backward by hand; the chunked kernel recomputes
+# them). At 145 tokens it depends on the head width, from 257 on the fused kernel and the chunked blocks win
+# (docs/attention.md: benchmarks/small_grid_kernels.py).
+CPU_BMM_MAX_TOKENS = 128
 
 
 class _FlexState:
@@ -93,7 +101,7 @@ def resolve_backend(
     needs_grad = rates_grad or (torch.is_grad_enabled() and q.requires_grad)
     flex_issue = flex_problem(q, needs_grad, dropout_p)
     if requested == "auto":
-        return _auto(supported, q, bias, rates_grad, dropout_p, flex_issue)
+        return _auto(supported, q, bias, needs_grad, rates_grad, dropout_p, flex_issue)
     if requested == "flex" and flex_issue is not None:
         _STATE.warn_once(f"{owner}: backend 'flex' unavailable ({flex_issue}); using 'sdpa' instead")
         return "sdpa"
@@ -107,21 +115,28 @@ def _auto(
     supported: tuple[str, ...],
     q: torch.Tensor,
     bias: ManhattanBias | None,
+    needs_grad: bool,
     rates_grad: bool,
     dropout_p: float,
     flex_issue: str | None,
 ) -> str:
     """The ``auto`` rule (measured in docs/attention.md)."""
+    cpu = q.device.type == "cpu"
+    N = q.shape[2]
+    logits = q.shape[0] * q.shape[1] * N * N
+    if cpu and N <= CPU_BMM_MAX_TOKENS and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS and "bmm" in supported:
+        if not needs_grad and (bias is None or not bias.decomposed):  # inference: in place
+            return "bmm"
+        if rates_grad and bias.factorisable and dropout_p == 0:  # trained rates: weights kept, backward by hand
+            return "bmm"
     if bias is None or bias.decomposed:
         return "sdpa"
-    cpu = q.device.type == "cpu"
     if cpu and bias.precomputed is not None:  # a fixed decay's kept dense bias: nothing to build per call
         return "sdpa"
     small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
     blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
     # On a small grid SDPA takes the dense bias when the call fits one block of the chunked kernel (nothing to gain
     # from it but its Python loop) and, without gradients, while that bias is at most CPU_DENSE_BIAS_MAX_ELEMENTS.
-    logits = q.shape[0] * q.shape[1] * q.shape[2] ** 2
     dense = logits <= BLOCK_ELEMENTS or (not rates_grad and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS)
     if cpu and blocked and not (small and dense):
         return "chunked"
@@ -162,7 +177,12 @@ def biased_attention(
     if backend == "chunked":
         rates = bias.padded_rates()
         return pairwise_decay_attention(q, k, v, rates, bias.grid, bias.num_prefix, scale), None
+    if backend == "bmm" and bias is not None and bias.factorisable and bias.precomputed is None and dropout_p == 0:
+        rates = bias.padded_rates()  # formed block by block; under autograd, their gradient by hand
+        return pairwise_decay_bmm(q, k, v, rates, bias.grid, bias.num_prefix, scale), None
     dense = None if bias is None else bias.dense()
+    if backend == "bmm":
+        return bmm_attention(q, k, v, dense, scale, dropout_p), None
     if backend == "reference":
         return reference_attention(q, k, v, dense, scale, dropout_p)
     return sdpa_attention(q, k, v, dense, scale, dropout_p), None

@@ -51,7 +51,7 @@ class ContextDecay(nn.Module):
         if decomposed:
             self.backends, self.what = DECOMPOSED_BACKENDS, "decomposed context decay"
         elif form == "warped":  # no exact factorisation
-            self.backends, self.what = ("flex", "sdpa", "reference"), "the 'warped' context decay"
+            self.backends, self.what = ("flex", "sdpa", "bmm", "reference"), "the 'warped' context decay"
         else:
             self.backends, self.what = FULL_BACKENDS, "context decay"
 

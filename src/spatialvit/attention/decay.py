@@ -22,7 +22,7 @@ from .manhattan import ManhattanBias
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
-FULL_BACKENDS = ("factorised", "flex", "sdpa", "reference", "chunked")
+FULL_BACKENDS = ("factorised", "flex", "sdpa", "bmm", "reference", "chunked")
 # A fixed decay keeps its dense bias [1, heads, N, N] (per layer) while its rates need no gradient, up to this many
 # entries (16 MiB in float32: 4 heads at N = 1024); beyond, no N x N tensor is kept.
 KEEP_DENSE_MAX = 2**22

@@ -4,6 +4,9 @@ Shapes: ``q, k [B, h, N, d]``, ``v [B, h, N, d_v]``. Every kernel returns ``[B, 
 
 - ``reference``: materialised ``softmax(q k^T * scale + bias) v`` (for tests and attention maps).
 - ``sdpa``: ``F.scaled_dot_product_attention`` with the bias as an additive ``attn_mask`` (N x N tensor).
+- ``bmm``: the materialised path by batched GEMMs, in place where nothing needs a gradient: the logits by one
+  ``bmm`` (``baddbmm`` into the bias when there is one), softmax in place, ``@ v``. On a small CPU grid without
+  gradients it beats SDPA's fused kernel, whose per-block work dominates there (docs/attention.md).
 - ``flex``: FlexAttention with a ``score_mod`` that computes the bias on the fly (no N x N tensor). Forward only on
   CPU in torch 2.13, float32/bf16/fp16 only.
 - ``factorised``: a bias that is an exact low-rank form ``bias = q_extra @ k_extra^T`` rides on extra q/k columns
@@ -30,6 +33,10 @@ from .manhattan import HALF_DISTANCE_CACHE_MAX, ManhattanBias, grid_coords, half
 # least CHUNK_MIN_ROWS query rows per chunk.
 BLOCK_ELEMENTS = 2**18
 CHUNK_MIN_ROWS = 16
+# The ``bmm`` path works in groups of images with at most about this many logits (16 MiB in float32): one group for
+# every call ``auto`` sends it (backend.CPU_DENSE_BIAS_MAX_ELEMENTS), where smaller groups measured slower
+# (docs/attention.md); beyond it, its inference memory stays bounded by one group.
+BMM_BLOCK_ELEMENTS = 2**22
 
 ScoreMod = Callable[..., torch.Tensor]
 
@@ -92,6 +99,14 @@ def _half_rows(coords: tuple[Tensor, Tensor], num_prefix: int, rows: slice) -> T
     return F.pad(part, (P, 0, g0 - rows.start, 0))
 
 
+def _image_groups(batch: int, per_image: int, block: int) -> list[slice]:
+    """Groups of about equal size of ``batch`` images with ``per_image`` logits each, about ``block`` logits per
+    group (at least one image)."""
+    count = max(1, round(batch * per_image / block))
+    size = -(-batch // count)  # no small remainder
+    return [slice(b, min(b + size, batch)) for b in range(0, batch, size)]
+
+
 class _Blocks:
     """How one pass of :class:`_PairwiseDecay` is cut: query rows in chunks of ``rows`` (default: as many as keep a
     block within ``BLOCK_ELEMENTS``, at least ``CHUNK_MIN_ROWS``), images in groups of equal size so that a block
@@ -106,9 +121,7 @@ class _Blocks:
         heads = 1 if per_head else h
         rows = min(n, rows or max(CHUNK_MIN_ROWS, BLOCK_ELEMENTS // (heads * n)))
         self.chunks = [slice(r, min(r + rows, n)) for r in range(0, n, rows)]
-        count = max(1, round(B * heads * rows * n / BLOCK_ELEMENTS))
-        size = -(-B // count)  # groups of about equal size, no small remainder
-        self.groups = [slice(b, min(b + size, B)) for b in range(0, B, size)]
+        self.groups = _image_groups(B, heads * rows * n, BLOCK_ELEMENTS)
         self.full = half_distance(grid, num_prefix, q.device, q.dtype) if n * n <= HALF_DISTANCE_CACHE_MAX else None
         self.coords = tuple(c.to(q.dtype) for c in grid_coords(grid, q.device)) if self.full is None else None
         self.num_prefix = num_prefix
@@ -227,6 +240,146 @@ def pairwise_decay_attention(
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     return _PairwiseDecay.apply(q, k, v, rates.to(q.dtype), tuple(grid), num_prefix, scale, rows)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A contiguous ``[g, h, N, d]`` -> ``[g*h, N, d]`` (a view)."""
+    return t.view(-1, *t.shape[2:])
+
+
+BiasInto = Callable[[slice, Tensor], Tensor]
+
+
+def _bmm_blocks(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    scale: float,
+    bias_into: BiasInto | None = None,
+    mix: Callable[[Tensor], Tensor] | None = None,
+    weights: Tensor | None = None,
+) -> Tensor:
+    """The ``bmm`` path's forward, no autograd: groups of images (at most about ``BMM_BLOCK_ELEMENTS`` logits each),
+    each group's logits in one block (``weights[i]`` when given, to keep, else one buffer reused by every group).
+
+    Per group: ``bias_into(images, out [g, h, N, N])`` writes the bias into the block (none: ``q k^T`` alone), one
+    ``baddbmm_`` adds ``q k^T * scale``, softmax in place, ``mix`` changes the weights in place (GPSA's blend), then
+    ``@ v`` into SDPA's output layout (``[B, N, h, d_v]`` memory, which the heads' merge reads without a copy).
+    q, k and v must be contiguous ``[B, h, N, d]``.
+    """
+    B, h, n, d_v = *q.shape[:3], v.shape[-1]
+    groups = _image_groups(B, h * n * n, BMM_BLOCK_ELEMENTS)
+    buffer = q.new_empty(groups[0].stop * h, n, n) if weights is None else None
+    out = q.new_empty(B, n, h, d_v).transpose(1, 2)
+    for i in groups:
+        g = i.stop - i.start
+        w = weights[i] if buffer is None else buffer[: g * h].view(g, h, n, n)
+        if bias_into is not None:
+            bias_into(i, w)
+        beta = 0.0 if bias_into is None else 1.0  # beta 0: the block's old contents are ignored
+        wf = w.view(-1, n, n).baddbmm_(_flat(q[i]), _flat(k[i]).transpose(1, 2), beta=beta, alpha=scale)
+        torch.softmax(wf, -1, out=wf)
+        if mix is not None:
+            mix(w)
+        out[i] = torch.bmm(wf, _flat(v[i])).view(g, h, n, d_v)
+    return out
+
+
+def bmm_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    *,
+    mix: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``softmax(q k^T * scale + bias) v`` materialised by batched GEMMs; ``bias [b, h, N, N]`` (b is 1 or B).
+
+    Without gradients (and dropout): in place, by groups of images (:func:`_bmm_blocks`; ``mix``
+    changes each block's weights in place before ``@ v``). With them: the materialised reference, which autograd
+    differentiates (``mix`` is for inference only).
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    inputs = (q, k, v) if bias is None else (q, k, v, bias)
+    if dropout_p > 0 or (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        if mix is not None:
+            raise ValueError("bmm_attention: mix changes the weights in place, without gradients only")
+        return reference_attention(q, k, v, bias, scale, dropout_p)[0]
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    full = None if bias is None else bias.to(q.dtype).expand(*q.shape[:3], q.shape[2])
+    into = None if full is None else (lambda i, out: out.copy_(full[i]))
+    return _bmm_blocks(q, k, v, scale, into, mix)
+
+
+def _pair_into(rates: Tensor, half: Tensor) -> BiasInto:
+    """Writes ``(r_i + r_j) * M_ij`` of the images ``i`` into ``out [g, h, N, N]`` (two passes); ``rates [b, h,
+    N]``, b is 1 or B."""
+
+    def into(i: slice, out: Tensor) -> Tensor:
+        r = rates[i] if rates.shape[0] > 1 else rates.expand(len(out), -1, -1)
+        return torch.add(r[:, :, :, None], r[:, :, None, :], out=out).mul_(half)
+
+    return into
+
+
+class _PairwiseDecayBmm(torch.autograd.Function):
+    """``softmax(q k^T * scale + (r_i + r_j) * M_ij) v`` materialised for a small grid, its weights kept for the
+    backward (``B*h*N*N`` values; the ``chunked`` kernel recomputes them instead).
+
+    Forward: :func:`_bmm_blocks` writing into the kept weights. Backward by hand, by the same groups of images, as in
+    :class:`_PairwiseDecay`: ``dv = P^T dO``, ``dS = P * (dP - rowsum(P * dP))`` (in place), ``dq = dS k * scale``,
+    ``dk = dS^T q * scale``, the rates' gradient from the row and column sums of ``dS * M``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, rates, half, scale):
+        q, k, v = (t.contiguous() for t in (q, k, v))  # one copy each: every group's slice is then a view
+        weights = q.new_empty(*q.shape[:3], q.shape[2])
+        out = _bmm_blocks(q, k, v, scale, _pair_into(rates, half), weights=weights)
+        ctx.save_for_backward(q, k, v, weights, half)
+        ctx.meta = (scale, rates.shape[0] != q.shape[0])
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        q, k, v, weights, half = ctx.saved_tensors
+        scale, shared = ctx.meta
+        B, h, n, _ = q.shape
+        grad = grad.contiguous()
+        dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
+        dr = q.new_zeros(1 if shared else B, h, n) if ctx.needs_input_grad[3] else None
+        for i in _image_groups(B, h * n * n, BMM_BLOCK_ELEMENTS):
+            g, wf, go = i.stop - i.start, weights[i].view(-1, n, n), _flat(grad[i])
+            torch.bmm(wf.transpose(1, 2), go, out=_flat(dv[i]))
+            ds = torch.bmm(go, _flat(v[i]).transpose(1, 2)).mul_(wf)  # P * dP, then minus P * rowsum(P * dP)
+            ds.addcmul_(wf, ds.sum(-1, keepdim=True), value=-1)
+            torch.bmm(ds, _flat(k[i]), out=_flat(dq[i]))
+            torch.bmm(ds.transpose(1, 2), _flat(q[i]), out=_flat(dk[i]))
+            if dr is not None:  # row sums (the query's rate) and column sums (the key's) of dS * M
+                m = ds.view(g, h, n, n).mul_(half)
+                part = m.sum(-1).add_(m.sum(-2))
+                if shared:
+                    dr[0] += part.sum(0)
+                else:
+                    dr[i] = part
+        return dq.mul_(scale), dk.mul_(scale), dv, dr, None, None
+
+
+def pairwise_decay_bmm(
+    q: Tensor, k: Tensor, v: Tensor, rates: Tensor, grid: tuple[int, int], num_prefix: int, scale: float | None = None
+) -> Tensor:
+    """:func:`pairwise_decay_attention`'s result on a small grid, materialised in groups of images: in
+    place without gradients (no ``N x N`` tensor beyond one block), else with the weights kept for a hand-written
+    backward (:class:`_PairwiseDecayBmm`, ``B*h*N*N`` memory)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    half = half_distance(tuple(grid), num_prefix, q.device, q.dtype)
+    rates = rates.to(q.dtype).contiguous()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, rates)):
+        return _PairwiseDecayBmm.apply(q, k, v, rates, half, scale)
+    return _bmm_blocks(*(t.contiguous() for t in (q, k, v)), scale, _pair_into(rates, half))
 
 
 def compile_flex() -> Callable[..., torch.Tensor]:

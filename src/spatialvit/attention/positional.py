@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .backend import check_backend, resolve_backend
 from .base import TokenMixer, merge_heads
-from .kernels import reference_attention, sdpa_attention
+from .kernels import bmm_attention, reference_attention, sdpa_attention
 from .manhattan import ManhattanBias
 from .posenc import resample_pos_embed, sincos_pos_embed_2d
 from .registry import register_attention
@@ -239,7 +239,9 @@ class GatedPositionalAttention(SoftmaxAttention):
         backend = resolve_backend(
             self.backend, self.supported_backends, q, None, dropout_p=dropout_p, return_attn=return_attn, owner="GPSA"
         )
-        if backend == "reference":
+        if backend == "bmm" and dropout_p == 0 and not torch.is_grad_enabled():  # blend each block in place
+            return bmm_attention(q, k, v, None, self.scale, mix=lambda w: w.lerp_(pos, gate)), None
+        if backend in ("reference", "bmm"):  # materialised weights
             _, content = reference_attention(q, k, v, None, self.scale)
             attn = torch.lerp(content, pos, gate)  # (1 - gate) content + gate pos
             weights = F.dropout(attn, dropout_p) if dropout_p > 0 else attn

@@ -59,7 +59,7 @@ class SoftmaxAttention(TokenMixer):
             raise ValueError(f"lepe_kernel must be 0 (off) or a positive odd number, got {lepe_kernel}")
         self.decay = decay(dim, self.num_heads) if decay is not None else None
         what = self.decay.what if self.decay is not None else "plain attention"
-        self.supported_backends = self.decay.backends if self.decay is not None else ("sdpa", "reference")
+        self.supported_backends = self.decay.backends if self.decay is not None else ("sdpa", "bmm", "reference")
         self.backend = check_backend(self.backend, self.supported_backends, what)
         # The output projection is built before the linear projection and registered after it, so that a seed gives
         # the same initial weights (and parameter order) as in spatialvit 0.1, where it was built second.
