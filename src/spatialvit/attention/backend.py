@@ -43,8 +43,8 @@ CPU_DENSE_BIAS_MAX_ELEMENTS = 2**22
 # On CPU with at most this many tokens (and at most CPU_DENSE_BIAS_MAX_ELEMENTS logits) the materialised ``bmm``
 # path beats SDPA's fused kernel, whose per-block work dominates at small N: in inference, with or without a bias;
 # in training, for pairwise rates that need a gradient (weights kept, backward by hand; the chunked kernel recomputes
-# them). At 145 tokens it depends on the head width, from 257 on the fused kernel and the chunked blocks win
-# (docs/attention.md: benchmarks/small_grid_kernels.py).
+# them). Measured on whole models at 65 tokens (micro ViT); at 145 tokens plain attention's gain depends on the head
+# width, and keeping the weights costs B*h*N*N per layer (docs/attention.md: benchmarks/small_grid_kernels.py).
 CPU_BMM_MAX_TOKENS = 128
 
 
@@ -124,7 +124,8 @@ def _auto(
     cpu = q.device.type == "cpu"
     N = q.shape[2]
     logits = q.shape[0] * q.shape[1] * N * N
-    if cpu and N <= CPU_BMM_MAX_TOKENS and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS and "bmm" in supported:
+    bmm_size = N <= CPU_BMM_MAX_TOKENS and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS
+    if cpu and bmm_size and "bmm" in supported and not torch.compiler.is_compiling():  # in-place steps: eager only
         if not needs_grad and (bias is None or not bias.decomposed):  # inference: in place
             return "bmm"
         if rates_grad and bias.factorisable and dropout_p == 0:  # trained rates: weights kept, backward by hand
@@ -133,7 +134,7 @@ def _auto(
         return "sdpa"
     if cpu and bias.precomputed is not None:  # a fixed decay's kept dense bias: nothing to build per call
         return "sdpa"
-    small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS
+    small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS  # a small grid (prefix tokens not counted)
     blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
     # On a small grid SDPA takes the dense bias when the call fits one block of the chunked kernel (nothing to gain
     # from it but its Python loop) and, without gradients, while that bias is at most CPU_DENSE_BIAS_MAX_ELEMENTS.
