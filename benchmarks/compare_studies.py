@@ -1,6 +1,6 @@
 """Are two study folders the same study? Compares comparison.json, sweep.json, attention_distance.json and
-association.json row by row (the wall-clock columns train_time_s, train_img_s, infer_img_s left out) and names
-the models whose rows differ.
+association.json row by row (the wall-clock columns train_time_s, train_img_s, infer_img_s and their _ci, _n left
+out) and names the models whose rows differ.
 
     python benchmarks/compare_studies.py STUDY_A STUDY_B
 
@@ -22,7 +22,10 @@ def rows(folder: Path, table: str) -> list[dict]:
     path = folder / f"{table}.json"
     if not path.is_file():
         return []
-    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in json.loads(path.read_text())]
+    return [
+        {k: v for k, v in r.items() if k.removesuffix("_ci").removesuffix("_n") not in WALL_CLOCK}
+        for r in json.loads(path.read_text())
+    ]
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ and write a report.
 
 Default (no --config): the bundled digits at 32x32, six micro models (small ResNet, plain ViT, conv-Q/K/V,
 positional attention, RMT decay, SDT), 12 epochs each, seeds 0, 1, 2, two runs at a time (--workers 2): 7.3
-minutes measured on a 2-core CPU, 8.5 with a fresh set-up (docs/results.md).
+minutes measured on a 2-core CPU, 8.3 with a fresh set-up (docs/results.md).
 
 Writes to --out: report.md and a self-contained report.html; comparison.csv/json/md (params, clean
 top-1, shuffle/mask sensitivity index, mean attention distance, association, train time, img/s);
