@@ -4,6 +4,7 @@ built once and a fixed decay's kept bias follows its rates."""
 
 import math
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -30,38 +31,12 @@ def _case(prefix: int, rate_batch: int, batch: int = 3, heads: int = 2, grid=GRI
     return q, k, v, rates
 
 
-@pytest.mark.parametrize("block", [2**18, 64, 1])  # one block, several image groups, one image per block
-@pytest.mark.parametrize("rows", [None, 1, 4, 7])  # every row at once, or chunks that do not divide N
-@pytest.mark.parametrize("rate_batch", [1, 3])  # rates shared by the batch (fixed, learnable decay) or per image
-@pytest.mark.parametrize("prefix", [0, 1, 2])
-def test_chunked_kernel_equals_reference_forward_and_grads(prefix, rate_batch, rows, block, monkeypatch):
-    monkeypatch.setattr(kernels, "BLOCK_ELEMENTS", block)
-    q, k, v, rates = _case(prefix, rate_batch)
+def _assert_matches_reference(attend, q, k, v, rates, prefix: int) -> None:
+    """``attend(q, k, v, padded rates)`` equals the materialised reference (float64): the output, the gradients of
+    q, k, v and the rates, and the output without gradients (inference)."""
     bias = ManhattanBias(GRID, rates, num_prefix=prefix)
     ref = _reference(q, k, v, bias)
-    out = pairwise_decay_attention(q, k, v, bias.padded_rates(), GRID, prefix, rows=rows)
-    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-    weights = torch.randn_like(ref)
-    g_ref = torch.autograd.grad((ref * weights).sum(), [q, k, v, rates])
-    g_out = torch.autograd.grad((out * weights).sum(), [q, k, v, rates])
-    for name, a, b in zip(["q", "k", "v", "rates"], g_out, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad of {name}: {m}")
-    with torch.no_grad():  # the forward alone (inference)
-        torch.testing.assert_close(pairwise_decay_attention(q, k, v, bias.padded_rates(), GRID, prefix), ref)
-
-
-@pytest.mark.parametrize("block", [2**18, 2 * 2 * 17 * 17, 1])  # one group of images, groups of 2, one per group
-@pytest.mark.parametrize("rate_batch", [1, 3])
-@pytest.mark.parametrize("prefix", [0, 1, 2])
-def test_pairwise_bmm_kernel_equals_reference_forward_and_grads(prefix, rate_batch, block, monkeypatch):
-    """The small-grid kernel: in place by groups of images without gradients; with them, the weights kept and the
-    rates' gradient by hand."""
-    monkeypatch.setattr(kernels, "BMM_BLOCK_ELEMENTS", block)
-    q, k, v, rates = _case(prefix, rate_batch)
-    q, k, v = (t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() for t in (q, k, v))
-    bias = ManhattanBias(GRID, rates, num_prefix=prefix)
-    ref = _reference(q, k, v, bias)
-    out = pairwise_decay_bmm(q, k, v, bias.padded_rates(), GRID, prefix)
+    out = attend(q, k, v, bias.padded_rates())
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
     weights = torch.randn_like(ref)
     g_ref = torch.autograd.grad((ref * weights).sum(), [q, k, v, rates])
@@ -69,7 +44,30 @@ def test_pairwise_bmm_kernel_equals_reference_forward_and_grads(prefix, rate_bat
     for name, a, b in zip(["q", "k", "v", "rates"], g_out, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad of {name}: {m}")
     with torch.no_grad():
-        torch.testing.assert_close(pairwise_decay_bmm(q, k, v, bias.padded_rates(), GRID, prefix), ref)
+        torch.testing.assert_close(attend(q, k, v, bias.padded_rates()), ref)
+
+
+@pytest.mark.parametrize("block", [2**18, 64, 1])  # one block, several image groups, one image per block
+@pytest.mark.parametrize("rows", [None, 1, 4, 7])  # every row at once, or chunks that do not divide N
+@pytest.mark.parametrize("rate_batch", [1, 3])  # rates shared by the batch (fixed, learnable decay) or per image
+@pytest.mark.parametrize("prefix", [0, 1, 2])
+def test_chunked_kernel_equals_reference_forward_and_grads(prefix, rate_batch, rows, block, monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK_ELEMENTS", block)
+    q, k, v, rates = _case(prefix, rate_batch)
+    attend = partial(pairwise_decay_attention, grid=GRID, num_prefix=prefix, rows=rows)
+    _assert_matches_reference(attend, q, k, v, rates, prefix)
+
+
+@pytest.mark.parametrize("block", [2**18, 2 * 2 * 17 * 17, 1])  # one group of images, groups of 2, one per group
+@pytest.mark.parametrize("rate_batch", [1, 3])
+@pytest.mark.parametrize("prefix", [0, 1, 2])
+def test_pairwise_bmm_kernel_equals_reference_forward_and_grads(prefix, rate_batch, block, monkeypatch):
+    """The small-grid kernel: in place by groups of images without gradients; with them, the weights kept and the
+    rates' gradient by hand. q, k, v laid out as after a head split."""
+    monkeypatch.setattr(kernels, "BMM_BLOCK_ELEMENTS", block)
+    q, k, v, rates = _case(prefix, rate_batch)
+    q, k, v = (t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() for t in (q, k, v))
+    _assert_matches_reference(partial(pairwise_decay_bmm, grid=GRID, num_prefix=prefix), q, k, v, rates, prefix)
 
 
 def test_chunked_kernel_builds_distance_rows_when_the_grid_is_too_large_to_cache(monkeypatch):
