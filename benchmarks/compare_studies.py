@@ -19,11 +19,13 @@ WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
 
 
 def rows(folder: Path, table: str) -> list[dict]:
+    """The table's rows without the wall-clock columns; NaN (no spread from one value) as the string "nan", so that
+    two NaNs compare equal."""
     path = folder / f"{table}.json"
     if not path.is_file():
         return []
     return [
-        {k: v for k, v in r.items() if k.removesuffix("_ci").removesuffix("_n") not in WALL_CLOCK}
+        {k: "nan" if v != v else v for k, v in r.items() if k.removesuffix("_ci").removesuffix("_n") not in WALL_CLOCK}
         for r in json.loads(path.read_text())
     ]
 
