@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import spatialvit.attention.kernels as kernels
 from spatialvit.attention.kernels import bmm_attention, pairwise_decay_attention, pairwise_decay_bmm
-from spatialvit.attention.manhattan import half_distance, pad_rates
+from spatialvit.attention.manhattan import half_distance, pad_rates, pair_bias
 from spatialvit.report.tables import markdown_table
 
 SHAPES = {  # batch, heads, grid, head dim
@@ -54,8 +54,7 @@ def kernel_calls(B: int, h: int, grid: tuple[int, int], d: int, train: bool) -> 
         return call
 
     def dense() -> torch.Tensor:
-        rp = pad_rates(rates, 1)
-        return (rp[..., :, None] + rp[..., None, :]) * half
+        return pair_bias(pad_rates(rates, 1), half)
 
     return {
         "sdpa": run(lambda: F.scaled_dot_product_attention(q, k, v)),

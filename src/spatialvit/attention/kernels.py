@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .manhattan import HALF_DISTANCE_CACHE_MAX, ManhattanBias, grid_coords, half_distance
+from .manhattan import HALF_DISTANCE_CACHE_MAX, ManhattanBias, grid_coords, half_distance, pair_bias
 
 # The ``chunked`` kernel works in blocks of images, heads and query rows with about this many logits each (1 MiB in
 # float32: a block's bias, logits and gradients stay in a core's L2 cache and are recycled by the allocator), and at
@@ -130,11 +130,6 @@ class _Blocks:
         return self.full[chunk] if self.full is not None else _half_rows(self.coords, self.num_prefix, chunk)
 
 
-def _pair_bias(rates: Tensor, chunk: slice, half: Tensor) -> Tensor:
-    """``(r_i + r_j) * M_ij`` ``[b, h, c, N]`` for the query rows ``chunk`` (``half = M[chunk]``): two passes."""
-    return torch.add(rates[:, :, chunk, None], rates[:, :, None, :]).mul_(half)
-
-
 class _PairwiseDecay(torch.autograd.Function):
     """``softmax(q k^T * scale + (r_i + r_j) * M_ij) v`` (``M = -D/2``, zero for prefix tokens) in blocks of images
     and query rows, each block's bias, logits and weights small enough to stay in cache and to be recycled by the
@@ -157,7 +152,7 @@ class _PairwiseDecay(torch.autograd.Function):
         shared = rates.shape[0] != B
         for i in blocks.groups:
             for chunk in blocks.chunks:
-                bias = _pair_bias(rates if shared else rates[i], chunk, blocks.half(chunk))
+                bias = pair_bias(rates if shared else rates[i], blocks.half(chunk), chunk)
                 out[i, :, chunk] = F.scaled_dot_product_attention(
                     q[i, :, chunk], k[i], v[i], attn_mask=bias, scale=scale
                 )
@@ -318,8 +313,7 @@ def _pair_into(rates: Tensor, half: Tensor) -> BiasInto:
     N]``, b is 1 or B."""
 
     def into(i: slice, out: Tensor) -> Tensor:
-        r = rates[i] if rates.shape[0] > 1 else rates.expand(len(out), -1, -1)
-        return torch.add(r[:, :, :, None], r[:, :, None, :], out=out).mul_(half)
+        return pair_bias(rates[i] if rates.shape[0] > 1 else rates.expand(len(out), -1, -1), half, out=out)
 
     return into
 

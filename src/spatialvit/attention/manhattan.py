@@ -106,6 +106,15 @@ def padded_coords(grid: tuple[int, int], num_prefix: int, device: torch.device) 
     return tuple(F.pad(c, (num_prefix, 0)) for c in grid_coords(grid, device))
 
 
+def pair_bias(
+    rates: torch.Tensor, half: torch.Tensor, rows: slice = slice(None), out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The pairwise bias ``(r_i + r_j) * half_ij`` ``[b, h, len(rows), N]`` for the query rows ``rows`` (``half``:
+    those rows of :func:`half_distance`; ``rates [b, h, N]`` zero-padded for prefix tokens), in two passes, into
+    ``out`` when given."""
+    return torch.add(rates[:, :, rows, None], rates[:, :, None, :], out=out).mul_(half)
+
+
 def pad_rates(rates: torch.Tensor, num_prefix: int) -> torch.Tensor:
     """Rates ``[b, h, H*W]`` -> ``[b, h, P+H*W]`` with 0 for prefix tokens."""
     return F.pad(rates, (num_prefix, 0)) if num_prefix else rates
@@ -160,8 +169,7 @@ class ManhattanBias:
             half = half_distance(self.grid, self.num_prefix, r.device, r.dtype)
             if self.constant:  # -c D = (2c) (-D/2): one pass over h x N x N, no batch dimension
                 return (2 * r[..., :1, None]) * half
-            rp = pad_rates(r, self.num_prefix)
-            return (rp[..., :, None] + rp[..., None, :]).mul_(half)
+            return pair_bias(pad_rates(r, self.num_prefix), half)
         cx, cy = self._cumulative()
         bias = -((cx[..., :, None] - cx[..., None, :]).abs() + (cy[..., :, None] - cy[..., None, :]).abs())
         return self._pad(bias, 2)
