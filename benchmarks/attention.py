@@ -32,6 +32,7 @@ from spatialvit.attention import create_attention
 from spatialvit.attention.conv_qkv import conv_projection
 from spatialvit.bench.measure import peak_mib, time_call
 from spatialvit.report.tables import markdown_table, save_table
+from spatialvit.runtime import OutputExistsError, claim_outputs
 
 # (label, registered mixer, kwargs, backends to measure)
 VARIANTS = [
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="table name suffix (default: the full table's name)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the CSV/JSON/Markdown tables")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace the tables of an earlier run in --out")
     parser.add_argument("--flex-kernel", action="store_true", help="only the kernel-level flex check at N=256")
     parser.add_argument("--from-csv", default=None, help="only re-print the tables and targets of a saved run")
     args = parser.parse_args()
@@ -206,6 +208,14 @@ def main() -> None:
     for n in sizes:
         if math.isqrt(n) ** 2 != n:
             parser.error(f"--sizes must be perfect squares (square grids), got {n}")
+    device = torch.device(args.device)
+    tag = f"attention_{device.type}_{args.dtype}" + (f"_{args.tag}" if args.tag else "")
+    if not args.flex_kernel:  # before measuring: an earlier run's tables are replaced only when asked
+        names = (tag, f"{tag}_targets", f"{tag}_highres_training", "attention_projection_costs")
+        try:
+            claim_outputs(args.out, [f"{name}.*" for name in names], overwrite=args.overwrite)
+        except OutputExistsError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.flex_kernel:
@@ -213,7 +223,7 @@ def main() -> None:
         head_dim = args.dim // args.heads
         print(markdown_table(flex_kernel_check(256, args.batch, args.heads, head_dim, max(repeats, 20)), 2))
         return
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype)
     variants = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
     warnings.simplefilter("ignore", UserWarning)
 
@@ -240,7 +250,6 @@ def main() -> None:
             r["x_sdpa"] = r["ms"] / b["ms"]
             r["mem_x_sdpa"] = r["peak_MiB"] / max(b["peak_MiB"], 1e-9)
     out = Path(args.out)
-    tag = f"attention_{device.type}_{args.dtype}" + (f"_{args.tag}" if args.tag else "")
     save_table([{c: r.get(c) for c in columns} for r in rows], out, tag, digits=2)
     print(markdown_table(rows, 2, columns))
 

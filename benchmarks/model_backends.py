@@ -21,6 +21,7 @@ import torch
 from spatialvit import create_model
 from spatialvit.attention import resolve_backend
 from spatialvit.report.tables import markdown_table, save_table
+from spatialvit.runtime import OutputExistsError, claim_outputs
 
 DECAY = ["auto", "bmm", "chunked", "factorised", "sdpa"]
 BACKENDS = {"": ["auto", "sdpa"], "rmt": DECAY, "sdt": DECAY}  # the first pair (plain ViT, auto) is the baseline
@@ -47,7 +48,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10, help="round-robin rounds (the median is reported)")
     parser.add_argument("--out", default=None, help="also write the table here (CSV/JSON/Markdown)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the tables of an earlier run in --out")
     args = parser.parse_args()
+    table = f"model_backends_{args.size}_{args.img_size}"
+    if args.out:
+        try:
+            claim_outputs(args.out, [f"{table}.*"], overwrite=args.overwrite)
+        except OutputExistsError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.img_size, args.img_size, generator=gen)
@@ -104,7 +112,7 @@ def main() -> None:
         f"{args.threads} thread(s), {args.repeats} rounds"
     )
     if args.out:
-        save_table(rows, args.out, f"model_backends_{args.size}_{args.img_size}", digits=3)
+        save_table(rows, args.out, table, digits=3)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 
 from spatialvit.models import HierarchicalViT, create_model, measure_complexity
 from spatialvit.report.tables import markdown_table, save_table
+from spatialvit.runtime import OutputExistsError, claim_outputs
 
 # RMT: exact counts from its training logs (qhfan/RMT RMT_log/rmt_{t,s,m}.txt; "m" is RMT-B), FLOPs from its README.
 # SDT-H: rounded sizes and FLOPs from secondary summaries of the paper (docs/hierarchical.md).
@@ -59,7 +60,12 @@ def measure(name: str, img_size: int | None = None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results", help="folder for the tables (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the tables of an earlier run in --out")
     args = parser.parse_args()
+    try:
+        claim_outputs(args.out, ["model_flops.*", "model_flops_small_input.*"], overwrite=args.overwrite)
+    except OutputExistsError as err:
+        parser.error(str(err))
 
     rows: list[dict] = []
     for name, (params, gmacs) in PUBLISHED.items():

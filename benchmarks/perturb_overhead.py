@@ -20,6 +20,7 @@ import torch
 from spatialvit.models import create_model
 from spatialvit.probes import block_mask, block_rotate, block_shuffle
 from spatialvit.report.tables import markdown_table, save_table
+from spatialvit.runtime import OutputExistsError, claim_outputs
 
 
 def _time(fn: Callable[[], object]) -> float:
@@ -36,7 +37,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1: steadier on shared cores)")
     p.add_argument("--out", default=None, help="also save the table (CSV/JSON/Markdown) to this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the table of an earlier run in --out")
     args = p.parse_args()
+    if args.out:
+        try:
+            claim_outputs(args.out, ["perturb_overhead.*"], overwrite=args.overwrite)
+        except OutputExistsError as err:
+            p.error(str(err))
 
     torch.set_num_threads(args.threads)
     model = create_model(args.model, in_chans=args.channels).eval()
