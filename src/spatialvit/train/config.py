@@ -74,7 +74,12 @@ class TrainConfig(Config):
     save_every: int = option(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
     eval_every: int = option(1, "evaluate on the test split every N epochs, and always after the last (0: last only)")
     train_limit: int | None = option(
-        None, "train on a fixed random subset of N training images, the same for every seed and run (none: all)"
+        None, "train on a random subset of N training images, drawn with subset_seed (none: all images)"
+    )
+    subset_seed: int | None = option(
+        None,
+        "seed of the train_limit subset (none: the run's seed, so that seeds vary the data sample as well; runs with "
+        "the same seed share it)",
     )
     resume: str | None = option(
         None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"

@@ -176,7 +176,8 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
 
     train_set = load_dataset(config.data, "train", config.img_size)
     if config.train_limit is not None:
-        train_set = random_subset(train_set, config.train_limit)
+        subset_seed = config.seed if config.subset_seed is None else config.subset_seed
+        train_set = random_subset(train_set, config.train_limit, seed=subset_seed)
     test_set = load_dataset(config.data, "test", config.img_size)
     info: DatasetInfo = train_set.info
     torch.manual_seed(config.seed)
