@@ -1,4 +1,4 @@
-"""Statistics over seeds (report/stats.py) and the papers' claims checked on per-seed rows (study/claims.py)."""
+"""Statistics over seeds (report/stats.py): Student-t intervals, paired differences, summaries and formatting."""
 
 from __future__ import annotations
 
@@ -19,20 +19,6 @@ from spatialvit.report.stats import (
     paired_difference,
     summarise,
 )
-from spatialvit.study.claims import (
-    CLAIMS,
-    EQUIVALENCE_MARGIN,
-    HOLDS,
-    NOT_MEASURED,
-    NOT_RESOLVED,
-    REFUTED,
-    SINGLE_SEED,
-    VERDICT_RULE,
-    evaluate_claims,
-    verdict,
-)
-
-ROLES = {"cnn": "cnn", "plain": "vit", "conv_qkv": "conv", "positional": "pos", "decay": "rmt", "sdt": "sdt"}
 
 
 def rows_of(values: dict[str, dict[str, list[float | None]]]) -> list[dict]:
@@ -199,113 +185,3 @@ def test_single_seed_summary_formats_without_nan():
     (row,) = summarise([{"model": "vit", "seed": 0, "acc": 0.823}], ["acc"])
     text = format_ci(row["acc"], row["acc_ci"])
     assert text == "0.823 (1 seed)" and "nan" not in text
-
-
-# --- claims ------------------------------------------------------------------------------------------------------
-
-
-def claim_rows(seeds: int = 3, **changes: list[float]) -> list[dict]:
-    """Per-seed rows of the six models where every claim holds clearly; ``changes`` replace ``<role>_<column>``."""
-    base = {
-        "cnn": {"clean_acc1": 0.95, "ssi_shuffle": 0.60, "ssi_mask": 0.50, "attn_dist_px": None},
-        "plain": {"clean_acc1": 0.85, "ssi_shuffle": 0.10, "ssi_mask": 0.20, "attn_dist_px": 6.0},
-        "conv_qkv": {"clean_acc1": 0.90, "ssi_shuffle": 0.40, "ssi_mask": 0.35, "attn_dist_px": 5.0},
-        "positional": {"clean_acc1": 0.85, "ssi_shuffle": 0.20, "ssi_mask": 0.25, "attn_dist_px": 4.0},
-        "decay": {"clean_acc1": 0.88, "ssi_shuffle": 0.30, "ssi_mask": 0.30, "attn_dist_px": 3.0},
-        "sdt": {"clean_acc1": 0.91, "ssi_shuffle": 0.35, "ssi_mask": 0.30, "attn_dist_px": 2.5},
-    }
-    assert set(changes) <= {f"{role}_{col}" for role, cols in base.items() for col in cols}
-    noise = [0.0, 0.002, -0.001, 0.001, -0.002][:seeds]  # shared by all models at a seed
-    values = {
-        ROLES[role]: {
-            col: changes.get(f"{role}_{col}", [None if v is None else v + e for e in noise]) for col, v in cols.items()
-        }
-        for role, cols in base.items()
-    }
-    return rows_of(values)
-
-
-def by_id(claims: list[dict]) -> dict[str, dict]:
-    return {c["id"]: c for c in claims}
-
-
-def test_every_claim_holds_on_clear_evidence():
-    claims = evaluate_claims(claim_rows(), ROLES)
-    assert [c["id"] for c in claims] == [c.id for c in CLAIMS]
-    assert {c["id"]: c["verdict"] for c in claims} == {c.id: HOLDS for c in CLAIMS}
-    a = claims[0]
-    assert a["effect"] == pytest.approx(0.5) and a["n"] == 3
-    assert a["ci_low"] <= 0.5 <= a["ci_high"]
-    assert a["measure"] == "ssi_shuffle: cnn − vit" and a["expected"] == "> 0"
-    assert list(a) == ["id", "claim", "source", "measure", "expected", "effect", "ci_low", "ci_high", "n", "verdict"]
-
-
-def test_clear_negative_is_refuted():
-    claims = by_id(evaluate_claims(claim_rows(cnn_ssi_shuffle=[0.01, 0.02, 0.0], conv_qkv_clean_acc1=[0.7] * 3), ROLES))
-    assert claims["a"]["verdict"] == REFUTED and claims["a"]["ci_high"] < 0
-    assert claims["d"]["verdict"] == REFUTED
-
-
-def test_interval_containing_zero_is_not_resolved():
-    # conv - plain accuracy per seed: +0.03, -0.03, +0.01: mean above 0 but the interval contains it
-    claims = by_id(evaluate_claims(claim_rows(conv_qkv_clean_acc1=[0.88, 0.822, 0.86]), ROLES))
-    d = claims["d"]
-    assert d["effect"] > 0 and d["ci_low"] < 0 < d["ci_high"]
-    assert d["verdict"] == NOT_RESOLVED == "not resolved at this budget"
-
-
-def test_equivalence_needs_a_tight_interval_inside_the_margin():
-    plain = [0.85, 0.852, 0.849]
-    tight = by_id(evaluate_claims(claim_rows(positional_clean_acc1=[0.853, 0.854, 0.851]), ROLES))["e"]
-    assert -EQUIVALENCE_MARGIN < tight["ci_low"] < tight["ci_high"] < EQUIVALENCE_MARGIN
-    assert tight["verdict"] == HOLDS
-    wide = by_id(evaluate_claims(claim_rows(positional_clean_acc1=[0.80, 0.90, 0.85]), ROLES))["e"]
-    assert abs(wide["effect"]) < EQUIVALENCE_MARGIN and wide["ci_high"] > EQUIVALENCE_MARGIN
-    assert wide["verdict"] == NOT_RESOLVED
-    far = by_id(evaluate_claims(claim_rows(positional_clean_acc1=[p - 0.1 for p in plain]), ROLES))["e"]
-    assert far["verdict"] == REFUTED
-
-
-def test_verdict_boundaries():
-    def iv(low: float, high: float) -> Interval:
-        return Interval((low + high) / 2, low, high, (high - low) / 2, 3, 0.1)
-
-    assert [verdict(iv(*ci), ">") for ci in [(0.01, 0.2), (-0.2, -0.01), (0.0, 0.2), (-0.2, 0.0)]] == [
-        HOLDS, REFUTED, NOT_RESOLVED, NOT_RESOLVED,
-    ]  # fmt: skip
-    assert verdict(iv(0.0, 0.0), ">=") == NOT_RESOLVED  # no equivalence from absence of evidence
-    m = EQUIVALENCE_MARGIN
-    assert [verdict(iv(*ci), "~=") for ci in [(-m, m), (-2 * m, 0.0), (1.5 * m, 3 * m), (-3 * m, -1.5 * m)]] == [
-        HOLDS, NOT_RESOLVED, REFUTED, REFUTED,
-    ]  # fmt: skip
-
-
-def test_single_seed_is_never_resolved():
-    claims = evaluate_claims(claim_rows(seeds=1), ROLES)
-    assert {c["verdict"] for c in claims} == {SINGLE_SEED}
-    assert all(c["n"] == 1 and c["ci_low"] is None and c["ci_high"] is None for c in claims)
-    assert claims[0]["effect"] == pytest.approx(0.5)
-
-
-def test_missing_roles_are_omitted_and_missing_values_not_measured():
-    roles = {"plain": "vit", "decay": "rmt", "sdt": "sdt"}
-    rows = [r for r in claim_rows() if r["model"] in roles.values()]
-    for r in rows:
-        if r["model"] == "sdt":
-            r["attn_dist_px"] = None
-    claims = by_id(evaluate_claims(rows, roles))
-    assert list(claims) == ["f1", "f2", "g1", "g2"]
-    assert claims["g2"] | {"claim": "", "source": ""} == {
-        "id": "g2", "claim": "", "source": "", "measure": "attn_dist_px: vit − sdt", "expected": "> 0",
-        "effect": None, "ci_low": None, "ci_high": None, "n": 0, "verdict": NOT_MEASURED,
-    }  # fmt: skip
-    assert evaluate_claims(rows, {}) == []
-    with pytest.raises(ValueError, match="unknown roles"):
-        evaluate_claims(rows, {"vit": "vit"})
-    with pytest.raises(ValueError, match="no rows for model 'conv'"):
-        evaluate_claims(rows, {"plain": "vit", "conv_qkv": "conv"})
-
-
-def test_verdict_rule_states_every_verdict():
-    for text in (HOLDS, REFUTED, NOT_RESOLVED, SINGLE_SEED, NOT_MEASURED, f"±{EQUIVALENCE_MARGIN:g}"):
-        assert text in VERDICT_RULE

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from spatialvit.study import COLUMNS, WALL_CLOCK, StudyConfig, run_study
+from spatialvit.study.claims import CONCLUSIVE, NOT_VALID
+from spatialvit.study.runner import derive_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -20,6 +22,7 @@ TINY = {
     "train": {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "device": "cpu", "threads": 1},
     "sensitivity": {"shuffle_grids": [2, 4], "mask_ratios": [0.5], "repeats": 2, "limit": 64},
     "probes": {"images": 8, "example_images": 1},
+    "claim_grids": [4, 2],
     "seeds": [0],
     "workers": 1,
     "progress": False,
@@ -71,6 +74,17 @@ def test_study_writes_report_tables_and_plots(study):
         assert 0.0 <= r["clean_acc1"] <= 1.0 and r["epochs"] == 1 and r["params"] > 0
         assert r["ssi_shuffle"] is not None and r["ssi_mask"] is not None and r["infer_img_s"] > 0
     assert rows[0]["attn_dist_px"] is None  # the CNN has no attention
+    # chance-normalised drops at the claim grids, from the sweep rows; the plain ViT's prior is uniform attention
+    from spatialvit.probes.attention_maps import token_distances
+
+    vit = next(r for r in json.loads((out / "comparison_seeds.json").read_text()) if r["model"] == "vit_micro_patch4")
+    sweep = [r for r in json.loads((out / "sweep.json").read_text()) if r["model"] == "vit_micro_patch4"]
+    clean = next(r["acc1"] for r in sweep if r["kind"] == "clean")
+    shuffled = next(r["acc1"] for r in sweep if r["kind"] == "shuffle" and r["grid"] == "4x4")
+    assert vit["chance_acc1"] == 0.1 and vit["shuffle_drop_4x4"] == pytest.approx((clean - shuffled) / (clean - 0.1))
+    assert {"shuffle_drop_2x2", "mask_drop_4x4", "mask_drop_2x2"} <= set(vit)
+    assert vit["prior_dist_px"] == pytest.approx(float(token_distances((4, 4), 4).mean()), rel=1e-5)
+    assert [r["rate_spread"] for r in rows] == [None, None, None]  # no decay model here
     dist = [d for d in json.loads((out / "attention_distance.json").read_text()) if d["model"] == "vit_micro_patch4"]
     assert {(d["layer"], d["head"]) for d in dist} == {(la, h) for la in range(2) for h in range(2)}
     assert rows[1]["attn_dist_px"] == pytest.approx(sum(d["distance_px"] for d in dist) / len(dist))
@@ -157,6 +171,8 @@ def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
         ({"sensitivity": {"repeats": 1.5}}, "sensitivity.repeats must be an int"),
         ({"checkpoints": {"resnet18": "x.pt"}}, "not in models"),
         ({"workers": 0}, "workers must be >= 1"),
+        ({"claim_grids": [16]}, "claim_grids: 16x16 is not among the sweep's shuffle and mask grids"),
+        ({"claim_grids": [8], "sensitivity": {"mask_grids": [2, 4]}}, "not among the sweep's mask grids"),
     ],
 )
 def test_bad_config_is_explained(values, match):
@@ -206,10 +222,15 @@ def test_several_seeds_give_student_t_intervals_paired_differences_and_claims(tm
     ]
     assert per and diff["ssi_shuffle_diff"] == pytest.approx(sum(paired) / 3)
     claims = {c["id"]: c for c in res.claims}
-    assert set(claims) == {"a", "b"}  # only the CNN and the plain ViT are in this study
+    assert list(claims) == ["a@4x4", "a@2x2", "b@4x4", "b@2x2"]  # only the CNN and the plain ViT are in this study
+    invalid = derive_tables(per_seed, cfg.models, cfg.claim_grid_labels)[3]
     for c in claims.values():
-        inside = c["ci_low"] <= 0 <= c["ci_high"]
-        assert (c["verdict"] == "not resolved at this budget") == inside
+        drops = [r[c["measure"].split(":")[0]] for r in per_seed]
+        assert c["n"] == 3 and all(d is not None for d in drops)
+        if invalid:  # a 1-epoch model may not be above chance: then its claims are not valid, not decided
+            assert c["verdict"].startswith(NOT_VALID) and c["p"] is None
+        else:
+            assert (c["verdict"] in CONCLUSIVE) == (c["p_holm"] <= 0.05)
     html = (tmp_path / "report.html").read_text()
     assert "3 seeds (0, 1, 2)" in html and " ± " in html and "## Claims" in (tmp_path / "report.md").read_text()
 

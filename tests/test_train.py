@@ -394,3 +394,46 @@ def test_top5_only_with_more_than_five_classes():
     scores = evaluate(nn.Linear(3, 3), loader, "cpu")
     assert scores["top5"] is None and scores["top1"] >= 0
     assert evaluate(nn.Linear(3, 10), [(torch.rand(6, 3), torch.arange(6))], "cpu")["top5"] is not None
+
+
+def _training_inputs(monkeypatch, config: TrainConfig) -> list[torch.Tensor]:
+    """The batches a run's model sees in training (after augmentation and normalisation), in order."""
+    import spatialvit.train.loop as loop
+
+    seen: list[torch.Tensor] = []
+    build = loop.build_model
+
+    def recording(config, info):
+        model, kwargs = build(config, info)
+        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
+        return model, kwargs
+
+    monkeypatch.setattr(loop, "build_model", recording)
+    fit(config)
+    monkeypatch.undo()  # the next run records into its own list
+    return seen
+
+
+def test_models_of_one_seed_see_the_same_training_batches(tmp_path, monkeypatch):
+    # The study's paired differences rely on it: the seed, not the model, fixes the training subset, the order and
+    # the augmentation draws (both models here consume different numbers of random draws at initialisation).
+    common = dict(epochs=2, train_limit=96, batch_size=32, crop_padding=1, flip=True, seed=1)
+    vit = _training_inputs(monkeypatch, tiny(tmp_path, "vit", **common))
+    cnn = _training_inputs(monkeypatch, tiny(tmp_path, "cnn", model="resnet_small", model_kwargs={}, **common))
+    assert len(vit) == len(cnn) == 6
+    assert all(torch.equal(a, b) for a, b in zip(vit, cnn))
+    other = _training_inputs(monkeypatch, tiny(tmp_path, "seed2", **{**common, "seed": 2}))
+    assert not torch.equal(torch.cat(vit), torch.cat(other))
+
+
+def test_train_limit_subset_follows_the_seed_unless_fixed(tmp_path):
+    from spatialvit.data import load_dataset, random_subset
+
+    full = load_dataset("digits", "train", 8)
+    run = {s: _setup(tiny(tmp_path, f"s{s}", train_limit=50, seed=s))[0] for s in (0, 1)}
+    images = {s: run[s].train_loader.dataset.images for s in run}
+    assert torch.equal(images[0], random_subset(full, 50, seed=0).images)
+    assert torch.equal(images[1], random_subset(full, 50, seed=1).images)
+    assert not torch.equal(images[0], images[1])
+    fixed = _setup(tiny(tmp_path, "fixed", train_limit=50, seed=1, subset_seed=0))[0]
+    assert torch.equal(fixed.train_loader.dataset.images, images[0])

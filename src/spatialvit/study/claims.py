@@ -1,112 +1,325 @@
-"""The papers' claims, checked on the study's per-seed rows: each claim is a paired (same-seed) difference of one
-column between two models, with a Student-t interval over seeds and a verdict read from the numbers only
-(:data:`VERDICT_RULE`)."""
+"""The papers' claims as data, and their verdicts.
+
+Each :class:`Claim` names its paper, a short verbatim quote, the measure (a per-seed column of one model minus a
+column of a reference model, paired by seed, or the column alone against 0), its kind — superiority (X > Y),
+non-inferiority (X ≥ Y − δ) or equivalence (|X − Y| < δ) — and its margin δ with the reason for it. Verdicts follow
+:data:`VERDICT_RULE`: every possible conclusion of a claim is a one-sided Student-t test at α/2 over the per-seed
+values; the claim's p-value is that of the conclusion it leans to, doubled; Holm's adjustment over the claims tested
+together controls the family-wise error; a claim is *not resolved at this budget* unless its adjusted p is ≤ α.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-from ..report.stats import Interval, model_difference
+import numpy as np
+from scipy.stats import t
+
+from ..report.inference import holm, p_greater, p_less, seeds_for_power, tost
+from ..report.stats import Interval, by_seed, mean_ci
 from ..report.tables import Row
 
+ALPHA = 0.05  # family-wise error rate of the verdicts of one study
+GATE = 0.2  # a model's accuracy must be clearly above chance + GATE x (1 - chance) for its claims to be tested
 ROLES = ("cnn", "plain", "conv_qkv", "positional", "decay", "sdt")
-EQUIVALENCE_MARGIN = 0.01  # one accuracy point: accuracies are fractions in [0, 1]
 
 HOLDS = "holds"
 REFUTED = "refuted"
+NO_EFFECT = "no effect as large as δ"
 NOT_RESOLVED = "not resolved at this budget"
 SINGLE_SEED = "not resolved (single seed)"
 NOT_MEASURED = "not measured"
+NOT_VALID = "not valid: model not trained"
+CONCLUSIVE = (HOLDS, REFUTED, NO_EFFECT)
+
+Kind = Literal["superiority", "non-inferiority", "equivalence"]
+KINDS: dict[str, str] = {
+    "superiority": "X − Y > 0",
+    "non-inferiority": "X − Y > −δ",
+    "equivalence": "|X − Y| < δ",
+}
 
 VERDICT_RULE = (
-    "Each claim is measured as the difference X − Y of one column between two models, taken per seed (both "
-    "trained with the same seed) and averaged over the seeds both have, with a Student-t confidence interval over "
-    "those per-seed differences. A claim that X > Y, or that X is not worse than Y (X ≥ Y): interval entirely "
-    f"above 0 → {HOLDS}; entirely below 0 → {REFUTED}; containing 0 → {NOT_RESOLVED} (a difference that is not "
-    "significant is not taken as evidence of no difference). A claim that X matches Y in accuracy: interval inside "
-    f"±{EQUIVALENCE_MARGIN:g} (±{100 * EQUIVALENCE_MARGIN:g} accuracy point) → {HOLDS}; entirely outside it → "
-    f"{REFUTED}; otherwise {NOT_RESOLVED}. With one seed there is no interval: {SINGLE_SEED}. A claim whose column "
-    f"was not measured for both models is {NOT_MEASURED}; one whose models are not in the study is left out."
+    "Each claim is measured per seed as X − Y (two models trained with the same seed, or one model's column against "
+    "0) and tested over the seeds with Student-t statistics. A claim can end in a few conclusions, each a one-sided "
+    "test at α/2 — equivalently, the two-sided (1 − α) confidence interval lies entirely in the conclusion's region. "
+    f"Superiority (X > Y): interval above 0 → {HOLDS}; below 0 → {REFUTED}; inside ±δ → {NO_EFFECT} (two one-sided "
+    f"tests). Non-inferiority (X ≥ Y − δ): interval above −δ → {HOLDS}; below −δ → {REFUTED}. Equivalence "
+    f"(|X − Y| < δ): interval inside ±δ → {HOLDS} (two one-sided tests); entirely above δ or below −δ → {REFUTED}. "
+    "A claim's p-value is twice the one-sided p of the conclusion it leans to (so each of the at most two "
+    "conclusions that can be wrong at once gets α/2); Holm's step-down adjustment over the claims of the study "
+    f"controls the family-wise error at α = {ALPHA:g}: a claim whose adjusted p is ≤ α takes that conclusion, any "
+    f"other is {NOT_RESOLVED} — a difference that is not significant is not evidence of no difference; only the "
+    f"margin test gives {NO_EFFECT}. With one seed there is no test ({SINGLE_SEED}); a claim whose column was not "
+    f"measured is {NOT_MEASURED}; a claim on a model whose test accuracy is not clearly above chance — the lower end "
+    f"of its 95 % interval over seeds at most {GATE:g} of the way from chance to 1 (the floor: {0.1 + 0.9 * GATE:.2f} "
+    "for 10 classes), "
+    f"or not finite — is {NOT_VALID}. These three are left out of Holm's family."
 )
 
-Kind = Literal[">", ">=", "~="]  # X - Y > 0 (X more), >= 0 (X not worse), ~= 0 (X matches Y within the margin)
-EXPECTED: dict[str, str] = {">": "> 0", ">=": "≥ 0", "~=": f"within ±{EQUIVALENCE_MARGIN:g}"}
+# Where a claim is tested: the study's per-seed columns (models by role) or the synthetic transfer runs.
+XU = "Xu, ACML 2025"
+JELASSI = "Jelassi et al., NeurIPS 2022"
+SDT = "Mao et al. (SDT), AAAI 2026"
+RMT = "Fan et al. (RMT), CVPR 2024"
+ACCURACY_DELTA = 0.01
+ACCURACY_REASON = (
+    "one accuracy point: the smallest gap the papers' tables present as an improvement, and 2-3 times the "
+    "binomial standard error of a 10,000-image test accuracy"
+)
+SENSITIVITY_DELTA = 0.05
+SENSITIVITY_REASON = (
+    "5 % of the way from clean accuracy to chance (about 4 points of perturbed accuracy at 85 % clean): a smaller "
+    "gap is no 'significant sensitivity gap'"
+)
+DISTANCE_DELTA = 1.0
+DISTANCE_REASON = "1 px on 32-px images: a quarter of a 4-px patch, 6 % of uniform attention's distance"
+SPREAD_DELTA = 0.05
+SPREAD_REASON = "rates that vary by under 5 % of their size from image to image are fixed in effect"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """The claim that ``column(model) - column(reference)`` is ``kind`` 0; ``model`` and ``reference`` are roles."""
+    """``measure(model) − measure(reference)`` (or ``reference_measure`` of the reference; against 0 when
+    ``reference`` is ``None``) is tested as ``kind`` with margin ``delta``. Models are roles; ``per_grid`` claims are
+    tested once per declared sensitivity grid (``measure`` gets the grid appended: ``shuffle_drop`` →
+    ``shuffle_drop_8x8``)."""
 
     id: str
-    text: str
     source: str
-    column: str
+    quote: str
+    text: str
+    measure: str
     model: str
-    reference: str
+    reference: str | None
     kind: Kind
+    delta: float
+    delta_reason: str
+    reference_measure: str | None = None
+    per_grid: bool = False
+
+    def at_grid(self, grid: str) -> Claim:
+        """This claim at one sensitivity grid (``"8x8"``)."""
+        return replace(self, id=f"{self.id}@{grid}", text=f"{self.text} ({grid} blocks)",
+                       measure=f"{self.measure}_{grid}", per_grid=False)  # fmt: skip
 
 
-XU = "Xu, ACML 2025"
-JELASSI = "Jelassi et al., NeurIPS 2022"
-MAO = "Mao (SDT), AAAI 2026"
-RMT = "RMT, CVPR 2024"
+XU_GAP = (
+    "a significant sensitivity gap to random block shuffling and masking between VT and convolutional neural network "
+    "(CNN)"
+)
+XU_CONV = "significantly increases VT's sensitivity to spatial structure without sacrificing performance"
 
 CLAIMS = (
-    Claim("a", "CNNs are more sensitive than ViTs to block shuffles", XU, "ssi_shuffle", "cnn", "plain", ">"),
-    Claim("b", "CNNs are more sensitive than ViTs to block masks", XU, "ssi_mask", "cnn", "plain", ">"),
-    Claim("c1", "Conv Q/K/V raises a ViT's block-shuffle sensitivity", XU, "ssi_shuffle", "conv_qkv", "plain", ">"),
-    Claim("c2", "Conv Q/K/V raises a ViT's block-mask sensitivity", XU, "ssi_mask", "conv_qkv", "plain", ">"),
-    Claim("d", "Conv Q/K/V costs no clean accuracy", XU, "clean_acc1", "conv_qkv", "plain", ">="),
-    Claim("e", "Positional attention is as accurate as plain attention", JELASSI, "clean_acc1", "positional", "plain",
-          "~="),
-    Claim("f1", "SDT is at least as accurate as fixed decay", MAO, "clean_acc1", "sdt", "decay", ">="),
-    Claim("f2", "Fixed decay is at least as accurate as plain attention", MAO, "clean_acc1", "decay", "plain", ">="),
-    Claim("g1", "Fixed-decay attention is more local than plain attention", RMT, "attn_dist_px", "plain", "decay",
-          ">"),
-    Claim("g2", "SDT attention is more local than plain attention", MAO, "attn_dist_px", "plain", "sdt", ">"),
+    Claim("a", XU, XU_GAP, "CNNs drop further than ViTs under block shuffles", "shuffle_drop", "cnn", "plain",
+          "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
+    Claim("b", XU, XU_GAP, "CNNs drop further than ViTs under block masks", "mask_drop", "cnn", "plain",
+          "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
+    Claim("c1", XU, XU_CONV, "Conv Q/K/V makes a ViT drop further under block shuffles", "shuffle_drop", "conv_qkv",
+          "plain", "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
+    Claim("c2", XU, XU_CONV, "Conv Q/K/V makes a ViT drop further under block masks", "mask_drop", "conv_qkv",
+          "plain", "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
+    Claim("d", XU, XU_CONV, "Conv Q/K/V costs no test accuracy", "test_acc1", "conv_qkv", "plain",
+          "non-inferiority", ACCURACY_DELTA, ACCURACY_REASON),
+    Claim("e", JELASSI, "a ViT with positional attention performs similarly to the original one",
+          "Positional attention is as accurate as plain attention", "test_acc1", "positional", "plain",
+          "equivalence", ACCURACY_DELTA, ACCURACY_REASON),
+    Claim("f1", SDT, "consistent improvements over strong baselines", "SDT is more accurate than fixed decay (RMT)",
+          "test_acc1", "sdt", "decay", "superiority", ACCURACY_DELTA, ACCURACY_REASON),
+    Claim("f2", SDT, "consistent improvements over strong baselines", "SDT is more accurate than plain attention",
+          "test_acc1", "sdt", "plain", "superiority", ACCURACY_DELTA, ACCURACY_REASON),
+    Claim("f3", SDT, "dynamic, data-dependent decay", "SDT's decay rates vary with the image (fixed decay: 0)",
+          "rate_spread", "sdt", None, "superiority", SPREAD_DELTA, SPREAD_REASON),
+    Claim("g1", RMT, "a spatial decay matrix based on the Manhattan distance to introduce the explicit spatial prior",
+          "Trained fixed-decay attention is more local than its decay prior alone", "prior_dist_px", "decay", "decay",
+          "superiority", DISTANCE_DELTA, DISTANCE_REASON, reference_measure="attn_dist_px"),
+    Claim("g2", SDT, "dynamic, data-dependent decay",
+          "Trained SDT attention is more local than its decay prior at initialisation", "prior_dist_px", "sdt", "sdt",
+          "superiority", DISTANCE_DELTA, DISTANCE_REASON, reference_measure="attn_dist_px"),
+    Claim("h", RMT, "RMT exhibits exceptional performance across various vision tasks",
+          "Fixed decay is more accurate than plain attention", "test_acc1", "decay", "plain", "superiority",
+          ACCURACY_DELTA, ACCURACY_REASON),
 )  # fmt: skip
 
 
-def verdict(interval: Interval, kind: Kind) -> str:
-    """The verdict of :data:`VERDICT_RULE` for a claim of ``kind`` measured as ``interval``."""
-    if interval.single_seed:
-        return SINGLE_SEED
-    low, high = interval.low, interval.high
-    if kind == "~=":
-        if low >= -EQUIVALENCE_MARGIN and high <= EQUIVALENCE_MARGIN:
-            return HOLDS
-        return REFUTED if high < -EQUIVALENCE_MARGIN or low > EQUIVALENCE_MARGIN else NOT_RESOLVED
-    return HOLDS if low > 0 else REFUTED if high < 0 else NOT_RESOLVED
+@dataclass(frozen=True)
+class Outcome:
+    """The outcome of one claim's tests: the per-seed sample, the conclusion it leans to and its doubled p-value."""
+
+    sample: Interval
+    leaning: str
+    p: float
 
 
-def evaluate_claims(rows: Sequence[Row], roles: Mapping[str, str], confidence: float = 0.95) -> list[Row]:
-    """One row per claim of :data:`CLAIMS` whose two roles are in ``roles`` (role -> model name), from the study's
-    per-seed rows (keys ``model``, ``seed`` and the claim columns): ``id``, ``claim``, ``source``, ``measure``
-    (which difference), ``expected``, ``effect`` (mean difference), ``ci_low``, ``ci_high``, ``n`` (seeds paired)
-    and ``verdict``. Numbers are ``None`` where there are none (not measured; no interval from one seed)."""
+def conclusions(kind: Kind, delta: float) -> dict[str, Callable[[Interval], Any]]:
+    """The one-sided p-value of each conclusion a claim of ``kind`` can reach (``refuted`` of an equivalence claim is
+    two conclusions, one per side); each takes an :class:`Interval` whose mean and sd may be arrays."""
+    if kind == "superiority":
+        return {HOLDS: lambda s: p_greater(s, 0.0), REFUTED: lambda s: p_less(s, 0.0),
+                NO_EFFECT: lambda s: tost(s, -delta, delta)}  # fmt: skip
+    if kind == "non-inferiority":
+        return {HOLDS: lambda s: p_greater(s, -delta), REFUTED: lambda s: p_less(s, -delta)}
+    if kind == "equivalence":
+        return {HOLDS: lambda s: tost(s, -delta, delta),
+                REFUTED: lambda s: np.minimum(p_greater(s, delta), p_less(s, -delta))}  # fmt: skip
+    raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+
+
+def claim_outcomes(sample: Interval, kind: Kind, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(leaning, p)`` for samples whose mean and sd are arrays (one entry per study; used by the simulations):
+    the conclusion each leans to and its p-value, twice the smallest one-sided p of :func:`conclusions` (at most 1)."""
+    tests = conclusions(kind, delta)
+    ps = np.stack([np.broadcast_to(f(sample), np.shape(sample.mean)) for f in tests.values()])
+    best = ps.argmin(0)
+    return np.array(list(tests))[best], np.minimum(1.0, 2 * ps.min(0))
+
+
+def claim_outcome(sample: Interval, kind: Kind, delta: float) -> Outcome:
+    """The conclusion ``sample`` (per-seed values of X − Y) leans to and its p-value (:func:`claim_outcomes`)."""
+    leaning, p = claim_outcomes(sample, kind, delta)
+    return Outcome(sample, str(leaning), float(p))
+
+
+def verdict_of_interval(low: float, high: float, n: int, kind: Kind, delta: float, alpha: float = ALPHA) -> str:
+    """The verdict of one claim tested alone at level ``alpha`` from its two-sided ``1 − alpha`` Student-t interval
+    ``[low, high]`` over ``n`` seeds (the same rule as :func:`claim_outcome`)."""
+    mean, half = (low + high) / 2, (high - low) / 2
+    sd = half / float(t.ppf(1 - alpha / 2, n - 1)) * math.sqrt(n)
+    res = claim_outcome(Interval(mean, low, high, half, n, sd), kind, delta)
+    return res.leaning if res.p <= alpha else NOT_RESOLVED
+
+
+def seeds_needed(sample: Interval, kind: Kind, delta: float, family: int, power: float = 0.8) -> dict[str, int | None]:
+    """Seeds for ``power`` at the observed mean and sd of ``sample``, at the strictest Holm level (α/2 over a
+    ``family`` of claims, one-sided): ``effect`` for the conclusion the observed effect points to (the direction
+    of a superiority claim; holds or refuted of the others), ``delta`` for a margin conclusion that the observed
+    effect would reach (a superiority claim's "no effect as large as δ" when |mean| < δ; an equivalence claim's
+    holds). TOST needs both sides: each gets power √``power``. ``None``: not reachable at the observed effect (or
+    more than 1000 seeds)."""
+    a = ALPHA / 2 / max(family, 1)
+    m, sd = sample.mean, sample.sd
+    both = math.sqrt(power)
+
+    def tost_seeds() -> int | None:
+        sides = [seeds_for_power(m + delta, sd, a, both), seeds_for_power(delta - m, sd, a, both)]
+        return None if None in sides else max(sides)  # type: ignore[type-var]
+
+    if kind == "superiority":
+        return {"effect": seeds_for_power(abs(m), sd, a, power), "delta": tost_seeds() if abs(m) < delta else None}
+    if kind == "non-inferiority":
+        return {"effect": seeds_for_power(abs(m + delta), sd, a, power), "delta": None}
+    return {"effect": seeds_for_power(abs(m) - delta, sd, a, power) if abs(m) > delta else tost_seeds(),
+            "delta": None}  # fmt: skip
+
+
+def expand(claims: Sequence[Claim], grids: Sequence[str]) -> list[Claim]:
+    """The claims as tested: each ``per_grid`` claim once per grid of ``grids`` (``"8x8"``), the others as they are."""
+    return [x for c in claims for x in ([c.at_grid(g) for g in grids] if c.per_grid else [c])]
+
+
+def _sample(rows: Sequence[Row], claim: Claim, model: str, reference: str | None) -> Interval | None:
+    """Per-seed values of the claim's measure (paired by seed); ``None`` when none was measured."""
+    values = by_seed(rows, claim.measure)
+    if model not in values:
+        raise ValueError(f"no rows for model {model!r}; have {list(values)}")
+    x = values[model]
+    if reference is None:
+        y = dict.fromkeys(x, 0.0)
+    else:
+        ref_values = by_seed(rows, claim.reference_measure or claim.measure)
+        if reference not in ref_values:
+            raise ValueError(f"no rows for model {reference!r}; have {list(ref_values)}")
+        y = ref_values[reference]
+    seeds = [s for s in x if s in y]
+    return mean_ci([x[s] - y[s] for s in seeds], 1 - ALPHA) if seeds else None
+
+
+def evaluate_claims(
+    claims: Sequence[Claim],
+    rows: Sequence[Row],
+    roles: Mapping[str, str],
+    invalid: Mapping[str, str] | None = None,
+) -> list[Row]:
+    """One row per claim whose roles are all in ``roles`` (role -> model name), from per-seed ``rows`` (keys
+    ``model``, ``seed`` and the measures): what is claimed (``id``, ``source``, ``quote``, ``claim``, ``kind``,
+    ``delta``, ``delta_reason``, ``measure``), the per-seed result (``effect``, ``ci_low``, ``ci_high`` of the 95 %
+    interval, ``n``), the tests (``leaning``, ``p``, ``p_holm``), the ``verdict`` and, for a claim not conclusive,
+    the seeds that 80 % power would need (``seeds_effect``, ``seeds_delta``). ``invalid`` maps a model to the reason
+    its claims are not valid (validity gate). Holm's family: the claims with a test."""
     if unknown := set(roles) - set(ROLES):
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
-    out = []
-    for claim in CLAIMS:
-        if claim.model not in roles or claim.reference not in roles:
+    invalid = invalid or {}
+    out: list[Row] = []
+    tests: list[Outcome | None] = []
+    for claim in claims:
+        if claim.model not in roles or (claim.reference is not None and claim.reference not in roles):
             continue
-        model, reference = roles[claim.model], roles[claim.reference]
-        diff = model_difference(rows, claim.column, model, reference, confidence=confidence)
-        ci = None if diff is None or diff.single_seed else diff
-        out.append(
-            {
-                "id": claim.id,
-                "claim": claim.text,
-                "source": claim.source,
-                "measure": f"{claim.column}: {model} − {reference}",
-                "expected": EXPECTED[claim.kind],
-                "effect": None if diff is None else diff.mean,
-                "ci_low": None if ci is None else ci.low,
-                "ci_high": None if ci is None else ci.high,
-                "n": 0 if diff is None else diff.n,
-                "verdict": NOT_MEASURED if diff is None else verdict(diff, claim.kind),
-            }
-        )
+        model = roles[claim.model]
+        reference = roles[claim.reference] if claim.reference is not None else None
+        sample = _sample(rows, claim, model, reference)
+        row: Row = {"id": claim.id, "source": claim.source, "quote": claim.quote, "claim": claim.text}
+        row |= {"kind": claim.kind, "delta": claim.delta, "delta_reason": claim.delta_reason}
+        row |= {"measure": _measure(claim, model, reference), "effect": None if sample is None else sample.mean}
+        row |= {"ci_low": None, "ci_high": None, "n": 0 if sample is None else sample.n}
+        row |= {"leaning": None, "p": None, "p_holm": None}
+        bad = [m for m in dict.fromkeys([model, reference]) if m in invalid]
+        test = None
+        if sample is None:
+            row["verdict"] = NOT_MEASURED
+        elif bad:
+            row["verdict"] = f"{NOT_VALID} ({', '.join(bad)})"
+        elif sample.single_seed:
+            row["verdict"] = SINGLE_SEED
+        else:
+            test = claim_outcome(sample, claim.kind, claim.delta)
+            row |= {"ci_low": sample.low, "ci_high": sample.high, "leaning": test.leaning, "p": test.p}
+        tests.append(test)
+        out.append(row)
+    adjusted = holm([math.nan if t is None else t.p for t in tests])
+    family = sum(t is not None for t in tests)
+    for row, test, p_holm, claim in zip(out, tests, adjusted, [c for c in claims if _in(c, roles)]):
+        row["seeds_effect"] = row["seeds_delta"] = None
+        if test is None:
+            continue
+        row["p_holm"] = p_holm
+        row["verdict"] = test.leaning if p_holm <= ALPHA else NOT_RESOLVED
+        if row["verdict"] not in CONCLUSIVE:
+            need = seeds_needed(test.sample, claim.kind, claim.delta, family)
+            row["seeds_effect"], row["seeds_delta"] = need["effect"], need["delta"]
+    return out
+
+
+def _measure(claim: Claim, model: str, reference: str | None) -> str:
+    """``"test_acc1: A − B"``, ``"prior_dist_px: A − A attn_dist_px"`` or ``"rate_spread: A"`` (against 0)."""
+    if reference is None:
+        return f"{claim.measure}: {model}"
+    other = f" {claim.reference_measure}" if claim.reference_measure else ""
+    return f"{claim.measure}: {model} − {reference}{other}"
+
+
+def _in(claim: Claim, roles: Mapping[str, str]) -> bool:
+    return claim.model in roles and (claim.reference is None or claim.reference in roles)
+
+
+def validity(rows: Sequence[Row], chance: float, column: str = "test_acc1") -> dict[str, str]:
+    """The validity gate: models whose ``column`` over seeds is not clearly above chance — the lower end of its 95 %
+    interval (or its single value) at most :data:`GATE` of the way from ``chance`` to 1 — or not finite, with the
+    reason."""
+    floor = chance + GATE * (1 - chance)
+    out: dict[str, str] = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        values = [r.get(column) for r in rows if r["model"] == model]
+        if any(v is not None and not math.isfinite(v) for v in values):
+            out[model] = f"{model}: {column} not finite (the run diverged)"
+            continue
+        values = [v for v in values if v is not None]
+        if not values:
+            continue
+        ci = mean_ci(values, 1 - ALPHA)
+        low = ci.mean if ci.single_seed else ci.low
+        if low <= floor:
+            out[model] = f"{model}: {column} {ci.mean:.3f}, lower end {low:.3f} ≤ the floor {floor:.3f}"
     return out

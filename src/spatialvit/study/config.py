@@ -11,7 +11,7 @@ from typing import Any
 
 from .._names import unknown_name
 from ..config import Config, option
-from ..probes.config import SweepConfig
+from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
 DEFAULT_MODELS = (
@@ -74,6 +74,13 @@ class StudyConfig(Config):
         help="the sensitivity sweep", factory=lambda: SweepConfig(mask_ratios=[0.25, 0.5], repeats=2, batch_size=128)
     )
     probes: ProbeConfig = option(help="the attention probes", factory=ProbeConfig)
+    claim_grids: list[Any] = option(
+        help="block grids at which the sensitivity claims are tested, declared before the run: a fine one at patch "
+        "level and a coarse one; each must be among the sweep's shuffle and mask grids",
+        factory=lambda: [8, 2],
+        parse=parse_grids,
+        metavar="GRIDS",
+    )
     seeds: list[int] = option(
         help="every model is trained (and swept) once per seed; columns are reported as mean ± 95 % CI over seeds",
         factory=lambda: [0, 1, 2],
@@ -107,10 +114,25 @@ class StudyConfig(Config):
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct ints, at least one, got {self.seeds}")
+        sweep = self.sensitivity
+        for grid in map(to_grid, self.claim_grids):
+            swept = {kind: list(map(to_grid, grids)) for kind, grids in
+                     (("shuffle", sweep.shuffle_grids), ("mask", sweep.mask_grids or sweep.shuffle_grids))}  # fmt: skip
+            missing = [kind for kind, grids in swept.items() if grid not in grids]
+            if missing:
+                raise ValueError(
+                    f"claim_grids: {grid[0]}x{grid[1]} is not among the sweep's {' and '.join(missing)} grids "
+                    f"({', '.join(f'{k}: {v}' for k, v in swept.items())}); add it to sensitivity or drop it"
+                )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
+
+    @property
+    def claim_grid_labels(self) -> list[str]:
+        """The claim grids as the sweep names them: ``["8x8", "2x2"]``."""
+        return [f"{r}x{c}" for r, c in map(to_grid, self.claim_grids)]
 
     def train_config(self, model: str, seed: int) -> TrainConfig:
         """The TrainConfig of one model and seed: ``train`` plus the study's data and size, the seed, and the run

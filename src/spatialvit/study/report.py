@@ -8,9 +8,10 @@ from pathlib import Path
 
 from .._text import plural
 from ..report.document import Report
+from ..report.inference import MAX_SEEDS
 from ..report.stats import format_ci, mean_ci
 from ..report.tables import Row
-from .claims import VERDICT_RULE
+from .claims import CONCLUSIVE, HOLDS, NO_EFFECT, REFUTED, VERDICT_RULE
 from .config import StudyConfig
 
 # The comparison table's columns in the report: "column: heading" (3 decimals; attention distance 2, img/s 0).
@@ -25,12 +26,14 @@ ssi_at_chance: SSI at chance
 flip_shuffle: shuffle flips
 flip_mask: mask flips
 attn_dist_px: attention distance (px)
+prior_dist_px: prior distance (px)
+rate_spread: rate spread
 assoc_mass: assoc. mass
 assoc_auc: assoc. AUC
 train_img_s: train img/s
 infer_img_s: infer img/s""".splitlines()
 )
-DIGITS = {"attn_dist_px": 2, "train_img_s": 0, "infer_img_s": 0}
+DIGITS = {"attn_dist_px": 2, "prior_dist_px": 2, "train_img_s": 0, "infer_img_s": 0}
 SETTING = ("model", "kind", "grid", "blocks", "ratio", "fill", "aligned")
 
 
@@ -58,6 +61,9 @@ def shown_comparison(comparison: Sequence[Row]) -> list[Row]:
         row: Row = {"model": r["model"], "params": r.get("params"), "epochs": r.get("epochs"), "seeds": r.get("seeds")}
         for col, heading in SHOWN.items():
             row[heading] = format_ci(r.get(col), r.get(f"{col}_ci"), DIGITS.get(col, 3))
+        for col in [c for c in r if c.startswith(("shuffle_drop_", "mask_drop_")) and c[-3:] not in ("_ci", "_n")]:
+            kind, _, grid = col.split("_", 2)
+            row[f"{kind} drop {grid}"] = format_ci(r.get(col), r.get(f"{col}_ci"), 3)
         rows.append(row)
     return rows
 
@@ -71,16 +77,45 @@ def _differences(diffs: Sequence[Row]) -> list[Row]:
     ]
 
 
-def _claims(claims: Sequence[Row]) -> list[Row]:
+def shown_claims(claims: Sequence[Row]) -> list[Row]:
+    """The verdicts: effect, interval, p-values, verdict and, for an open claim, the seeds 80 % power needs."""
+
     def interval(c: Row) -> str:
         return "" if c["ci_low"] is None else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
 
+    def p(value: float | None) -> str:
+        return "" if value is None else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
     return [
-        {"claim": f"({c['id']}) {c['claim']}", "source": c["source"], "measure": c["measure"]}
-        | {"expected": c["expected"], "effect": "" if c["effect"] is None else f"{c['effect']:+.3f}"}
-        | {"95 % CI": interval(c), "seeds": c["n"], "verdict": c["verdict"]}
+        {"claim": f"({c['id']}) {c['claim']}", "kind": c["kind"], "δ": f"{c['delta']:g}"}
+        | {"effect": "" if c["effect"] is None else f"{c['effect']:+.3f}", "95 % CI": interval(c), "seeds": c["n"]}
+        | {"p": p(c["p"]), "Holm p": p(c["p_holm"]), "verdict": c["verdict"], "seeds for 80 % power": _need(c)}
         for c in claims
     ]
+
+
+def _need(c: Row) -> str:
+    """``"7 (holds)"``, ``"12 (no effect as large as δ)"``, ``"> 1000"``; ``""`` for a conclusive claim."""
+    if c["p_holm"] is None or c["verdict"] in CONCLUSIVE:
+        return ""
+    parts = []
+    if c["seeds_effect"] is not None:
+        direction = c["leaning"] if c["leaning"] != NO_EFFECT else (HOLDS if c["effect"] > 0 else REFUTED)
+        parts.append(f"{c['seeds_effect']} ({direction})")
+    if c["seeds_delta"] is not None:
+        parts.append(f"{c['seeds_delta']} ({NO_EFFECT})")
+    return "; ".join(parts) or f"> {MAX_SEEDS}"
+
+
+def _registry(claims: Sequence[Row]) -> list[Row]:
+    """What each claim is: the paper, its words, how it is measured (``_G``: at each claim grid) and the margin."""
+    seen: dict[str, Row] = {}
+    for c in claims:
+        base, _, grid = c["id"].partition("@")
+        measure = c["measure"].replace(f"_{grid}", "_G") if grid else c["measure"]
+        seen.setdefault(base, {"claim": base, "paper": c["source"], "quote": f"“{c['quote']}”", "measure": measure,
+                               "kind": c["kind"], "δ": f"{c['delta']:g}: {c['delta_reason']}"})  # fmt: skip
+    return list(seen.values())
 
 
 def build_report(
@@ -88,6 +123,7 @@ def build_report(
     comparison: list[Row],
     diffs: list[Row],
     claims: list[Row],
+    invalid: dict[str, str],
     distances: list[Row],
     associations: list[Row],
     files: dict[str, Path],
@@ -104,23 +140,32 @@ def build_report(
         "the shuffle (or mask) settings: **higher means more sensitive to the layout of the image** (0: the layout "
         "is ignored). A model whose predictions fall to chance under every perturbation scores 'SSI at chance' = "
         "1 − (1/classes) / clean accuracy — the top of the scale for that model, not 1. flips: the share of "
-        "predictions that change. attention distance: mean over layers, heads, queries and "
-        f"{config.probes.images} test images (lower = more local). assoc.: patch association of the positional "
+        "predictions that change. shuffle/mask drop G: the chance-normalised drop (clean − perturbed) / (clean − "
+        "chance) at grid G (1 = down to chance). attention distance: mean over layers, heads, queries and "
+        f"{config.probes.images} test images (lower = more local); prior distance: the same for the architecture at "
+        "initialisation with content-free logits (its bias alone; uniform attention: the plain ViT's). rate spread: "
+        "how much the decay rates vary across images (sd / mean; fixed decay: 0). assoc.: patch association of the "
+        "positional "
         "layers (see Patch association). img/s depend on the machine and its load; every other column is fixed by "
         "the seeds."
     )
-    if diffs:
-        rep.heading("Differences")
-        rep.table(_differences(diffs))
-        rep.paragraph(
-            "Each model minus the reference (the plain ViT, the CNN), paired by seed: the mean of the per-seed "
-            "differences ± the half-width of their 95 % Student-t interval. An interval that contains 0 does not "
-            "resolve the difference at this budget."
-        )
     if claims:
         rep.heading("Claims")
-        rep.paragraph(VERDICT_RULE + " Confidence level: 95 %.")
-        rep.table(_claims(claims))
+        rep.paragraph(_coverage(config))
+        rep.table(shown_claims(claims))
+        if invalid:
+            rep.paragraph("**Not valid — models not clearly above chance:** " + "; ".join(invalid.values()) + ".")
+        rep.paragraph(VERDICT_RULE + " " + POWER_NOTE)
+        rep.table(_registry(claims))
+    if diffs:
+        rep.heading("Differences (exploratory)")
+        rep.table(_differences(diffs))
+        rep.paragraph(
+            "Exploratory: each model minus the reference (the plain ViT, the CNN), paired by seed: the mean of the "
+            "per-seed differences ± the half-width of their 95 % Student-t interval, each interval on its own — no "
+            "correction for the many intervals here, and none of them is a tested claim. An interval that contains "
+            "0 does not resolve the difference at this budget."
+        )
     _figures(rep, config, distances, associations, files)
     rep.paragraph(
         "Files: comparison.* (per model, mean and CI over seeds; columns col, col_ci, col_n), comparison_seeds.* "
@@ -129,6 +174,31 @@ def build_report(
         "runs/<model>/seed<k>/ (checkpoints, metrics, config)."
     )
     return rep
+
+
+POWER_NOTE = (
+    "Seeds for 80 % power: at the observed mean and per-seed standard deviation, the seeds a one-sided t-test at "
+    "the strictest Holm level (α/2 divided by the number of claims tested) needs to reach the conclusion the "
+    "observed effect points to, and where the effect lies inside ±δ the seeds for the margin conclusion (two "
+    "one-sided tests, each side at power √0.8). A standard deviation from a few seeds is itself uncertain (from 3 "
+    "seeds its 95 % interval spans about 0.5 to 6 times the estimate), so these are rough guides, not promises."
+)
+
+
+def _coverage(config: StudyConfig) -> str:
+    """What the intervals cover: which sources of variation change with the seed, and what stays fixed."""
+    varies = ["weight initialisation", "data order", "augmentation and dropout draws", "the sweep's perturbations"]
+    if config.train.train_limit is not None:
+        varies.append(f"the {config.train.train_limit:,}-image training subset (models of one seed share it)")
+    test = "the sweep's images" + ("" if config.sensitivity.limit is None else
+                                   f" (the first {config.sensitivity.limit:,} test images)")  # fmt: skip
+    return (
+        f"Sources of variation between seeds: {', '.join(varies)}. The intervals cover these, for a fixed test set: "
+        f"accuracy claims use test_acc1 (the whole test split), sensitivity claims {test}. The sensitivity claims "
+        f"are tested per claim grid ({', '.join(config.claim_grid_labels)}, declared in the configuration before "
+        "the run) on the chance-normalised drop (clean − perturbed) / (clean − chance): 0 = unaffected, 1 = down to "
+        "chance for every model (masks: mean over the mask ratios). The averaged SSI columns are descriptive."
+    )
 
 
 def _setup(config: StudyConfig) -> str:

@@ -27,12 +27,13 @@ from torch.utils.data import DataLoader, Subset
 
 from .._text import plural
 from ..bench import time_call
-from ..data import load_dataset
+from ..data import DatasetInfo, load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
-from ..models import model_defaults
+from ..models import create_model, model_defaults
 from ..probes import sensitivity_sweep
 from ..probes.association import association_report, vit_attention_matrix
 from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
+from ..probes.priors import has_prior, prior_attention_distance, rate_spread
 from ..probes.sensitivity import SensitivityResult
 from ..report.sensitivity_plots import plot_sensitivity
 from ..report.stats import differences, summarise
@@ -41,7 +42,7 @@ from ..runtime import claim_outputs, is_main_process, resolve_device, split_clas
 from ..train.checkpoint import model_from_checkpoint
 from ..train.config import TrainConfig
 from ..train.loop import fit
-from .claims import evaluate_claims
+from .claims import CLAIMS, evaluate_claims, expand, validity
 from .config import StudyConfig
 from .plots import plot_attention_distance, plot_attention_maps
 from .report import build_report, sweep_means
@@ -59,13 +60,18 @@ MEASURES = (
     "flip_shuffle",
     "flip_mask",
     "attn_dist_px",
+    "prior_dist_px",
+    "rate_spread",
     "assoc_mass",
     "assoc_auc",
 )
+# Per claim grid G ("8x8"): the chance-normalised drop (clean - perturbed) / (clean - chance) under shuffles and
+# masks (masks: mean over the ratios); 0 = unaffected, 1 = down to chance.
+DROPS = ("shuffle_drop", "mask_drop")
 COLUMNS = ("model", "source", "params", "epochs", "seeds", *MEASURES)
 WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
 # Columns compared between models as paired (same-seed) differences.
-DIFFERENCES = ("clean_acc1", "ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask", "attn_dist_px")
+DIFFERENCES = ("test_acc1", "ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask", "attn_dist_px")
 # Mixers whose attention is (partly) a learned function of patch positions: their patch association is measured.
 POSITIONAL_MIXERS = ("positional", "gpsa")
 # The claims' roles of the ViT families, by their mixer; the CNN role is any ResNet.
@@ -240,18 +246,41 @@ def _train_in_workers(jobs: list[TrainConfig], workers: int, start: float) -> li
     return results
 
 
-def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """``(classifier on [0, 1] pixels, training history)``. Trained models are loaded from their checkpoint too,
-    so a fresh run and a reused one give the same numbers."""
+def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
+    """``(classifier on [0, 1] pixels, training history, checkpoint)``. Trained models are loaded from their
+    checkpoint too, so a fresh run and a reused one give the same numbers."""
     model, info, ckpt = model_from_checkpoint(path)
-    return with_normalize(model, info.mean, info.std).eval(), list(ckpt.get("metrics", []))
+    return with_normalize(model, info.mean, info.std).eval(), list(ckpt.get("metrics", [])), ckpt
+
+
+def _prior_distance(ckpt: dict[str, Any], x: torch.Tensor, device: torch.device) -> float | None:
+    """Mean attention distance of the checkpoint's architecture at initialisation with content-free logits (its
+    bias alone: :func:`~spatialvit.probes.priors.prior_attention_distance`); ``None`` where it is not defined."""
+    info = DatasetInfo.from_dict(ckpt["data_info"])
+    fresh = with_normalize(create_model(ckpt["model_name"], **ckpt["model_kwargs"]), info.mean, info.std)
+    fresh = fresh.to(device).eval()
+    return float(prior_attention_distance(fresh, x).mean()) if has_prior(fresh) else None
+
+
+def grid_drops(sweep_rows: list[dict[str, Any]], grids: list[str], chance: float) -> dict[str, float | None]:
+    """Per grid label G of ``grids`` and kind: ``{kind}_drop_{G}``, the chance-normalised drop (clean − perturbed)
+    / (clean − chance) of one model's sweep rows (masks: mean over the ratios at G); ``None`` where the sweep has no
+    setting at G or the clean accuracy is at chance."""
+    clean = next(r["acc1"] for r in sweep_rows if r["kind"] == "clean")
+    out: dict[str, float | None] = {}
+    for kind in ("shuffle", "mask"):
+        for grid in grids:
+            accs = [r["acc1"] for r in sweep_rows if r["kind"] == kind and r["grid"] == grid]
+            ok = accs and clean - chance > 0
+            out[f"{kind}_drop_{grid}"] = sum((clean - a) / (clean - chance) for a in accs) / len(accs) if ok else None
+    return out
 
 
 def _analyse(
     config: StudyConfig, analysis: _Analysis, probe: _Probe, name: str, seed: int, path: Path, source: str
 ) -> None:
     """Sweep, attention distance and maps, and patch association of one run; adds its rows to ``analysis``."""
-    clf, history = _load(path)
+    clf, history, ckpt = _load(path)
     clf = clf.to(probe.device)
     res = sensitivity_sweep(
         clf,
@@ -275,8 +304,12 @@ def _analyse(
     # SSI of a model that falls to chance (1/classes) under every perturbation: the scale's top for this model.
     row["ssi_at_chance"] = 1 - (1 / probe.num_classes) / res.clean_acc1 if res.clean_acc1 > 0 else None
     row |= {k: summary.get(k) for k in ("flip_shuffle", "flip_mask")}
+    row["chance_acc1"] = 1 / probe.num_classes
+    row |= grid_drops(res.rows(), config.claim_grid_labels, 1 / probe.num_classes)
     x = probe.images.to(probe.device)
     row |= _attention(config, analysis, clf, x, name, seed)
+    row["prior_dist_px"] = _prior_distance(ckpt, x, probe.device)
+    row["rate_spread"] = rate_spread(clf, x)
     row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
     row["train_img_s"] = sum(h["img_per_s"] for h in history) / len(history) if history else None
     with torch.no_grad():
@@ -363,17 +396,33 @@ def roles(models: list[str]) -> dict[str, str]:
     return out
 
 
+def derive_tables(
+    per_seed: list[dict[str, Any]], models: list[str], grids: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """``(comparison, differences, claims, invalid)`` from the per-seed rows of ``models`` with claim ``grids``
+    (``"8x8"``): the summaries over seeds, the paired differences against the plain ViT and the CNN, the claims with
+    their verdicts (:mod:`.claims`), and the models that fail the validity gate with the reason (on test accuracy,
+    or on the swept images' where a run has no test accuracy). Everything the study's tables hold beyond the per-seed
+    rows comes from here."""
+    drops = [f"{kind}_{grid}" for kind in DROPS for grid in grids]
+    comparison = summarise(per_seed, [*MEASURES, *drops, *WALL_CLOCK])
+    for row in comparison:
+        row["seeds"] = sum(r["model"] == row["model"] for r in per_seed)
+    role = roles(models)
+    diffs = [d for ref in dict.fromkeys([role.get("plain"), role.get("cnn")]) if ref for d in
+             differences(per_seed, [*DIFFERENCES, *drops], ref)]  # fmt: skip
+    accuracy = [{"model": r["model"], "seed": r["seed"], "acc1": r["test_acc1"] if r.get("test_acc1") is not None
+                 else r.get("clean_acc1")} for r in per_seed]  # fmt: skip
+    invalid = validity(accuracy, per_seed[0]["chance_acc1"], "acc1") if per_seed else {}
+    claims = evaluate_claims(expand(CLAIMS, grids), per_seed, role, invalid)
+    return comparison, diffs, claims, invalid
+
+
 def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResult:
     """Summaries over seeds, the tables, the plots and the report."""
     out = Path(config.out)
     per_seed = analysis.per_seed
-    comparison = summarise(per_seed, [*MEASURES, *WALL_CLOCK])
-    for row in comparison:
-        row["seeds"] = sum(r["model"] == row["model"] for r in per_seed)
-    role = roles(config.models)
-    diffs = [d for ref in dict.fromkeys([role.get("plain"), role.get("cnn")]) if ref for d in
-             differences(per_seed, DIFFERENCES, ref)]  # fmt: skip
-    claims = evaluate_claims(per_seed, role)
+    comparison, diffs, claims, invalid = derive_tables(per_seed, config.models, config.claim_grid_labels)
     files = {f"comparison_{k}": v for k, v in save_table(comparison, out, "comparison").items()}
     files |= {f"comparison_seeds_{k}": v for k, v in save_table(per_seed, out, "comparison_seeds").items()}
     if diffs:
@@ -400,7 +449,9 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResu
         )
     if analysis.associations:
         files |= {f"association_{k}": v for k, v in save_table(analysis.associations, out, "association").items()}
-    report = build_report(config, comparison, diffs, claims, analysis.distances, analysis.associations, files)
+    report = build_report(
+        config, comparison, diffs, claims, invalid, analysis.distances, analysis.associations, files
+    )
     files |= report.save(out)
     sweeps = [res for _, res in analysis.sweeps]
     return StudyResult(
