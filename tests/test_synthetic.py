@@ -17,12 +17,14 @@ from spatialvit.data.synthetic import (
     sample_synthetic,
 )
 from spatialvit.models import create_model
+from spatialvit.study.claims import SINGLE_SEED
 from spatialvit.synth.experiments import (
     FitSettings,
     bayes_accuracy,
     global_count_accuracy,
     summarise_transfer,
     train_association,
+    transfer_claims,
     transfer_experiment,
 )
 from spatialvit.synth.model import ACTIVATIONS, SimplifiedViT
@@ -205,6 +207,15 @@ def test_tiny_transfer_runs_every_arm():
     assert all(r["mass"] == pytest.approx(pre_mass) for r in frozen)  # frozen attention did not move
     summary = summarise_transfer(rows)
     assert len(summary) == 6 and all(s["seeds"] == 2 for s in summary)
+    # Jelassi's synthetic claims with the study's verdict machinery: j1 on the re-initialised arm at the largest n,
+    # j2 at every n, paired by seed
+    claims = {c["id"]: c for c in transfer_claims(rows)}
+    assert list(claims) == ["j1", "j2@n=4", "j2@n=8"] and all(c["n"] == 2 for c in claims.values())
+    reinit8 = [r for r in rows if r["arm"] == "reinit" and r["n"] == 8]
+    assert claims["j1"]["effect"] == pytest.approx(sum(r["mass"] - r["chance_mass"] for r in reinit8) / 2)
+    acc = {(r["arm"], r["seed"]): r["test_acc"] for r in rows if r["n"] == 4}
+    assert claims["j2@n=4"]["effect"] == pytest.approx(sum(acc["frozen", s] - acc["reinit", s] for s in (0, 1)) / 2)
+    assert all(c["p_holm"] >= c["p"] and c["verdict"] for c in claims.values())
     with pytest.raises(ValueError, match="attn_lr must be > 0"):
         FitSettings(attn_lr=0.0)
     with pytest.raises(ValueError, match="arms"):
@@ -231,5 +242,7 @@ def test_cli_train_associate_transfer(tmp_path, capsys):
     args = ["synth", "transfer", *common, "--steps", "5", "--finetune-steps", "5", "--ns", "4,8", "--seeds", "1"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 0
     assert (tmp_path / "x" / "transfer.png").is_file() and (tmp_path / "x" / "transfer.csv").is_file()
+    assert (tmp_path / "x" / "claims.csv").is_file()  # one seed: the claims say so instead of deciding
+    assert {c["verdict"] for c in json.loads((tmp_path / "x" / "claims.json").read_text())} == {SINGLE_SEED}
     assert main(["synth", "train", "--data", "grid=5,group=2", "--out", str(tmp_path / "bad")]) == 2
     assert "must tile" in capsys.readouterr().err

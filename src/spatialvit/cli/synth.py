@@ -17,7 +17,7 @@ from .common import command, positive_int
 # What each action writes into --out.
 TRAIN_FILES = ("history.*", "summary.*", "attention.png", "association.png", "model.pt")
 ASSOCIATE_FILES = ("association.*", "attention.png")
-TRANSFER_FILES = ("transfer_runs.*", "transfer.*")
+TRANSFER_FILES = ("transfer_runs.*", "transfer.*", "claims.*")
 # Data + optimisation defaults. 'small' is the re-implementation's setting: 10 patches of dimension 100 in random
 # pairs, 50k samples, 300 full-batch GD steps at lr 0.1. The step sizes of Q were chosen on seed 0 (docs/synthetic.md).
 PRESETS = {
@@ -260,7 +260,9 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..report.synthetic_plots import plot_transfer
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
-    from ..synth.experiments import summarise_transfer, transfer_experiment
+    from ..study.claims import VERDICT_RULE
+    from ..study.report import shown_claims
+    from ..synth.experiments import summarise_transfer, transfer_claims, transfer_experiment
 
     cfg, n_train, settings = _config(args)
     claim_outputs(args.out, TRANSFER_FILES, overwrite=args.overwrite)
@@ -280,10 +282,15 @@ def run_transfer(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     summary = summarise_transfer(rows)
+    claims = transfer_claims(rows)
     save_table(rows, args.out, "transfer_runs")
     save_table(summary, args.out, "transfer")
+    if claims:
+        save_table(claims, args.out, "claims")
     plot_transfer(summary, args.out / "transfer.png")
     print(f"pre-training on task 1: test acc {pre.final['test_acc']:.4f}, within-group mass {pre.final['mass']:.3f}")
     print(markdown_table(summary))
-    print(f"wrote {args.out}/transfer_runs.*, transfer.*, transfer.png")
+    if claims:
+        print("\n" + markdown_table(shown_claims(claims)) + "\n\n" + VERDICT_RULE)
+    print(f"wrote {args.out}/transfer_runs.*, transfer.*, {'claims.*, ' if claims else ''}transfer.png")
     return 0

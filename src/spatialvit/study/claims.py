@@ -249,8 +249,9 @@ def evaluate_claims(
     interval, ``n``), the tests (``leaning``, ``p``, ``p_holm``), the ``verdict`` and, for a claim not conclusive,
     the seeds that 80 % power would need (``seeds_effect``, ``seeds_delta``). ``invalid`` maps a model to the reason
     its claims are not valid (validity gate). Holm's family: the claims with a test."""
-    if unknown := set(roles) - set(ROLES):
-        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
+    known = {*ROLES, *(r for c in claims for r in (c.model, c.reference) if r is not None)}
+    if unknown := set(roles) - known:
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {sorted(known)}")
     invalid = invalid or {}
     out: list[Row] = []
     tests: list[Outcome | None] = []

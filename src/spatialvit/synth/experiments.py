@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -169,7 +170,9 @@ def transfer_experiment(
         settings = FitSettings(**{**finetune.__dict__, "train_attention": arm != "frozen"})
         fit(model, train, settings, seed=s)
         row: Row = {"arm": arm, "n": n, "seed": s, "test_acc": evaluate(model, test)["acc"]}
-        row["mass"] = float("nan") if arm == "content" else association_report(model.attention(), groups, None)["mass"]
+        assoc = None if arm == "content" else association_report(model.attention(), groups, None)
+        row["mass"] = float("nan") if assoc is None else assoc["mass"]
+        row["chance_mass"] = float("nan") if assoc is None else assoc["chance_mass"]
         rows.append(row)
     return rows, pre
 
@@ -183,6 +186,41 @@ def summarise_transfer(rows: Sequence[Row]) -> list[Row]:
         std = float(acc.std()) if len(acc) > 1 else 0.0
         out.append({"arm": arm, "n": n, "seeds": len(acc), "test_acc_mean": float(acc.mean()), "test_acc_std": std})
     return out
+
+
+JELASSI_ASSOCIATION = "our model implicitly learns the spatial structure of the dataset while generalizing"
+JELASSI_TRANSFER = (
+    "patch association helps to sample-efficiently transfer to downstream datasets that share the same structure as "
+    "the pre-training one"
+)
+MASS_DELTA = 0.05
+
+
+def transfer_claims(rows: Sequence[Row]) -> list[Row]:
+    """Jelassi et al.'s two synthetic claims on the transfer runs (one row per arm, n and seed), with the study's
+    verdict machinery (:func:`spatialvit.study.claims.evaluate_claims`: paired by seed, Holm over the claims):
+    (j1) positional attention trained on task 2 from its initial ``Q`` (the ``reinit`` arm, at the largest n) puts
+    more attention mass on the hidden groups than uniform attention, by more than 0.05; (j2@n) frozen pre-trained
+    attention is more accurate than re-initialised attention, at every n."""
+    from ..study.claims import ACCURACY_DELTA, ACCURACY_REASON, JELASSI, Claim, evaluate_claims
+
+    ns = sorted({r["n"] for r in rows})
+    per_seed: dict[tuple[str, int], Row] = {}
+    for r in rows:
+        row = per_seed.setdefault((r["arm"], r["seed"]), {"model": r["arm"], "seed": r["seed"]})
+        row[f"test_acc_n{r['n']}"] = r["test_acc"]
+        excess = r["mass"] - r["chance_mass"]
+        row[f"mass_excess_n{r['n']}"] = None if math.isnan(excess) else excess
+    claims = [
+        Claim("j1", JELASSI, JELASSI_ASSOCIATION, f"Positional attention learned from {ns[-1]} samples concentrates on "
+              "the hidden groups", f"mass_excess_n{ns[-1]}", "reinit", None, "superiority", MASS_DELTA,
+              "5 % of the attention mass beyond what uniform attention puts on a query's group"),
+        *[Claim(f"j2@n={n}", JELASSI, JELASSI_TRANSFER, f"Frozen pre-trained attention beats attention learned afresh "
+                f"from {n} samples", f"test_acc_n{n}", "frozen", "reinit", "superiority", ACCURACY_DELTA,
+                ACCURACY_REASON) for n in ns],
+    ]  # fmt: skip
+    arms = {r["arm"] for r in rows}
+    return evaluate_claims(claims, list(per_seed.values()), {a: a for a in ("frozen", "reinit") if a in arms})
 
 
 def vit_association(
