@@ -247,3 +247,16 @@ def test_the_study_report_fits_a_1280_px_window(study):
         pytest.skip("chromium not installed (Debian package `chromium`): report.html layout unchecked")
     facts = layout_facts(study.out / "report.html", 1280, 900)
     assert facts["overflowing"] == [] and facts["scrollWidth"] <= facts["clientWidth"]
+
+
+@pytest.mark.parametrize("folder", sorted((ROOT / "docs" / "data").glob("study_*")), ids=lambda p: p.name)
+def test_the_docs_numbers_are_re_derived_from_the_committed_per_seed_tables(folder):
+    """Every study a results doc quotes keeps its per-seed rows in docs/data/; the comparison and the claims
+    (intervals, p-values, Holm, verdicts, seeds for power) are re-derived from them exactly."""
+    import subprocess
+    import sys
+
+    script = ROOT / "benchmarks" / "study_tables.py"
+    done = subprocess.run([sys.executable, str(script), str(folder), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "re-derived exactly" in done.stdout and "Holm p" in done.stdout
