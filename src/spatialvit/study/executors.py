@@ -1,4 +1,5 @@
-"""Where a study's training runs execute: one after another, or in a pool of local processes.
+"""Where a study's training runs execute: one after another, in a pool of local processes, or as tasks on a Ray
+cluster (:mod:`.ray_executor`, imported only for ``executor: ray``).
 
 Every executor has one method, ``train(jobs) -> list[RunResult]``: it trains each :class:`TrainConfig` (or reuses
 its finished run, or continues its interrupted one: the study's runs have ``resume="auto"``) and returns the results
@@ -46,8 +47,14 @@ class Executor(Protocol):
 
 @contextmanager
 def open_executor(config: StudyConfig) -> Iterator[Executor]:
-    """The executor of ``config``: ``workers`` forked processes (on a CPU, outside ``torchrun``), or one run after
-    another."""
+    """The executor of ``config``: a Ray cluster (``executor: ray``, joined or started here and left when the block
+    ends), ``workers`` forked processes (on a CPU, outside ``torchrun``), or one run after another."""
+    if config.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        with RayExecutor.connect(config.address, Path(config.out)) as executor:
+            yield executor
+        return
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun every rank trains each run together
     if config.workers > 1 and alone and resolve_device(config.train.device).type == "cpu":
         yield ProcessPool(config.workers)
