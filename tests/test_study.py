@@ -157,6 +157,9 @@ def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
         ({"sensitivity": {"repeats": 1.5}}, "sensitivity.repeats must be an int"),
         ({"checkpoints": {"resnet18": "x.pt"}}, "not in models"),
         ({"workers": 0}, "workers must be >= 1"),
+        ({"executor": "slurm"}, "executor must be local or ray"),
+        ({"address": "auto"}, "it needs executor ray"),
+        ({"executor": "ray", "train": {"device": "cuda:1"}}, "train.device must be auto, cpu or cuda"),
     ],
 )
 def test_bad_config_is_explained(values, match):
