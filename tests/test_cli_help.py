@@ -15,7 +15,7 @@ from spatialvit.cli import build_parser, help_pages
 from spatialvit.cli.common import GENERIC, HelpFormatter
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-HEAVY = ("torch", "numpy", "matplotlib", "scipy", "sklearn", "tqdm")
+HEAVY = ("torch", "numpy", "matplotlib", "scipy", "sklearn", "tqdm", "ray")
 
 
 PAGES = help_pages()

@@ -176,6 +176,9 @@ def test_checkpoint_is_loaded_instead_of_training(study, tmp_path):
         ({"workers": 0}, "workers must be >= 1"),
         ({"claim_grids": [16]}, "claim_grids: 16x16 is not among the sweep's shuffle and mask grids"),
         ({"claim_grids": [8], "sensitivity": {"mask_grids": [2, 4]}}, "not among the sweep's mask grids"),
+        ({"executor": "slurm"}, "executor must be local or ray"),
+        ({"address": "auto"}, "it needs executor ray"),
+        ({"executor": "ray", "train": {"device": "cuda:1"}}, "train.device must be auto, cpu or cuda"),
     ],
 )
 def test_bad_config_is_explained(values, match):

@@ -5,6 +5,7 @@ output folder. YAML via ``StudyConfig.from_yaml``; defaults and help text live i
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ class StudyConfig(Config):
         "on a CPU, train up to N (model, seed) runs at once, each in its own process with train.threads threads "
         "(2 x 1 thread suits a 2-core CPU; 1: one run after another, as on a GPU); the numbers do not depend on it",
     )
+    executor: str = option(
+        "local",
+        "where the runs train: local (this machine, see workers) or ray (one task per run on a Ray cluster, "
+        "retried from its last checkpoint when its worker dies; needs spatialvit[ray], see docs/cluster.md)",
+        metavar="local|ray",
+    )
+    address: str | None = option(
+        None,
+        "with executor ray: the cluster to join (auto, HOST:PORT or ray://HOST:PORT; none: $RAY_ADDRESS, else a "
+        "cluster `ray start` began on this machine, else a new local one)",
+        metavar="ADDR",
+    )
     out: str = option("study", "output folder", metavar="DIR")
     resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
     overwrite: bool = option(False, "start again in an out that holds a study, deleting its files first")
@@ -126,6 +139,7 @@ class StudyConfig(Config):
                 )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self._validate_executor()
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
 
@@ -133,6 +147,20 @@ class StudyConfig(Config):
     def claim_grid_labels(self) -> list[str]:
         """The claim grids as the sweep names them: ``["8x8", "2x2"]``."""
         return [f"{r}x{c}" for r, c in map(to_grid, self.claim_grids)]
+
+    def _validate_executor(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
+        if self.address is not None and self.executor != "ray":
+            raise ValueError(f"address ({self.address!r}) joins a Ray cluster: it needs executor ray")
+        if self.executor == "ray":
+            if self.train.device not in ("auto", "cpu", "cuda"):
+                raise ValueError(
+                    f"with executor ray, train.device must be auto, cpu or cuda (Ray gives each run its GPU), "
+                    f"got {self.train.device!r}"
+                )
+            if importlib.util.find_spec("ray") is None:
+                raise ValueError("executor ray needs Ray: pip install 'spatialvit[ray]' (see docs/cluster.md)")
 
     def train_config(self, model: str, seed: int) -> TrainConfig:
         """The TrainConfig of one model and seed: ``train`` plus the study's data and size, the seed, and the run

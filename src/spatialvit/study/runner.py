@@ -11,12 +11,7 @@ Progress goes to the ``spatialvit.study`` logger (one line per stage, with the t
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
-import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +35,9 @@ from ..report.stats import differences, summarise
 from ..report.tables import save_table
 from ..runtime import claim_outputs, is_main_process, resolve_device, split_classifier, with_normalize
 from ..train.checkpoint import model_from_checkpoint
-from ..train.config import TrainConfig
-from ..train.loop import fit
 from .claims import CLAIMS, evaluate_claims, expand, validity
 from .config import StudyConfig
+from .executors import open_executor
 from .plots import plot_attention_distance, plot_attention_maps
 from .report import build_report, sweep_means
 
@@ -172,78 +166,18 @@ def _probe_data(config: StudyConfig) -> _Probe:
 
 def _obtain_runs(config: StudyConfig) -> list[tuple[str, int, Path, str]]:
     """``(model, seed, checkpoint, source)`` of every run: a given checkpoint (used as the model's only seed), or
-    the last checkpoint of training the model with that seed (reusing a finished or interrupted run); on a CPU with
-    ``config.workers`` > 1 the runs train in that many processes at once."""
+    the last checkpoint of training the model with that seed (reusing a finished or interrupted run), trained by
+    the executor of ``config`` (:mod:`.executors`)."""
     jobs = [config.train_config(name, seed) for name in config.models for seed in config.seeds
             if name not in config.checkpoints]  # fmt: skip
     runs = [(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
-    start = time.perf_counter()
-    # workers: CPU runs of a single process (under torchrun every rank trains each run together)
-    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    if config.workers > 1 and len(jobs) > 1 and alone and resolve_device(config.train.device).type == "cpu":
-        trained = _train_in_workers(jobs, config.workers, start)
-    else:
-        trained = []
-        for i, train in enumerate(jobs, 1):
-            done = (Path(train.out) / "last.pt").is_file()
-            log.info("== run %d/%d: %s, seed %d, %s (%d epochs)", i, len(jobs), train.model, train.seed,
-                     "checking" if done else "training", train.epochs)  # fmt: skip
-            trained.append(_train(train))
-            _log_done(trained[-1], i, len(jobs), start)
+    trained = []
+    if jobs:
+        with open_executor(config) as executor:
+            trained = executor.train(jobs)
     runs += [(name, seed, path, "trained") for name, seed, path, _ in trained]
     order = {name: k for k, name in enumerate(config.models)}
     return sorted(runs, key=lambda r: (order[r[0]], r[1]))
-
-
-def _train(train: TrainConfig) -> tuple[str, int, Path, float]:
-    """Train (or reuse) one run: ``(model, seed, last checkpoint, seconds)``."""
-    t0 = time.perf_counter()
-    return train.model, train.seed, fit(train).last_checkpoint, time.perf_counter() - t0
-
-
-def _log_done(result: tuple[str, int, Path, float], i: int, n: int, start: float) -> None:
-    left = (time.perf_counter() - start) / i * (n - i)
-    log.info("[%s, seed %d] done in %.0f s (%d/%d); about %.0f s left for the other runs", result[0], result[1],
-             result[3], i, n, left)  # fmt: skip
-
-
-def _worker_init() -> None:
-    """A worker process: Ctrl-C is the parent's to handle (it stops the workers); log lines go to stderr."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
-
-
-def _train_logged(train: TrainConfig) -> tuple[str, int, Path, float]:
-    """:func:`_train` in a worker, its log lines prefixed with the run (several runs write to one stream)."""
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter(f"[{train.model}, seed {train.seed}] %(message)s"))
-    return _train(train)
-
-
-def _train_in_workers(jobs: list[TrainConfig], workers: int, start: float) -> list[tuple[str, int, Path, float]]:
-    """Train ``jobs`` in ``workers`` processes, one run at a time each, in job order; a failing run or Ctrl-C stops
-    them all (checkpoints are written atomically, so ``--resume`` continues). The workers are forked: no start-up
-    imports, and no named semaphores left for Python's resource tracker to warn about when they are stopped."""
-    log.info("== training %s in %s, threads=%s each", plural(len(jobs), "run"), plural(workers, "worker process"),
-             jobs[0].threads)  # fmt: skip
-    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_init)
-    results = []
-    try:
-        quiet = [replace(train, progress=False) for train in jobs]  # bars of several processes would clash
-        pending = pool.imap_unordered(_train_logged, quiet)
-        while len(results) < len(jobs):
-            try:  # a timeout, so that Ctrl-C is seen while waiting
-                results.append(pending.next(timeout=0.5))
-            except multiprocessing.TimeoutError:
-                continue
-            _log_done(results[-1], len(results), len(jobs), start)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-    return results
 
 
 def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
