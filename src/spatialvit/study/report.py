@@ -61,7 +61,7 @@ def shown_comparison(comparison: Sequence[Row]) -> list[Row]:
         row: Row = {"model": r["model"], "params": r.get("params"), "epochs": r.get("epochs"), "seeds": r.get("seeds")}
         for col, heading in SHOWN.items():
             row[heading] = format_ci(r.get(col), r.get(f"{col}_ci"), DIGITS.get(col, 3))
-        for col in [c for c in r if c.startswith(("shuffle_drop_", "mask_drop_")) and c[-3:] not in ("_ci", "_n")]:
+        for col in [c for c in r if c.startswith(("shuffle_drop_", "mask_drop_")) and not c.endswith(("_ci", "_n"))]:
             kind, _, grid = col.split("_", 2)
             row[f"{kind} drop {grid}"] = format_ci(r.get(col), r.get(f"{col}_ci"), 3)
         rows.append(row)
