@@ -119,8 +119,8 @@ def test_a_run_that_raises_fails_the_study_once_without_retries(cluster, tmp_pat
     kwargs = {"vit_micro_patch4": {**MICRO, "patch_size": 5}, "vit_posattn_micro_patch4": MICRO}
     from spatialvit.study.ray_executor import RunFailedError
 
-    with pytest.raises(RunFailedError, match=r"^\[vit_micro_patch4, seed \d\] failed on node .+: img_size=16 is not "
-                                             r"divisible by patch_size=5$"):  # fmt: skip
+    with pytest.raises(RunFailedError, match=r"^\[vit_micro_patch4, seed \d\] failed on node .+: cannot build "
+                                             r"'vit_micro_patch4' .+ is not divisible by patch_size=5$"):  # fmt: skip
         run_study(small(tmp_path, executor="ray", model_kwargs=kwargs))
     assert "retry" not in caplog.text and "done in" not in caplog.text
 
@@ -134,7 +134,8 @@ def test_an_out_the_workers_do_not_see_is_named(cluster, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RunFailedError, match=r"failed on node \S+ \([\d.]+\): the study folder '/proc/self/cwd/study' "
                                              r"\(--out\) on this node is not the driver's"):  # fmt: skip
-        run_study(small("/proc/self/cwd/study", executor="ray", models=["vit_micro_patch4"], seeds=[0]))
+        one = {"models": ["vit_micro_patch4"], "model_kwargs": {"vit_micro_patch4": MICRO}, "seeds": [0]}
+        run_study(small("/proc/self/cwd/study", executor="ray", **one))
     assert (tmp_path / "study" / "study_config.yaml").is_file()  # the driver's side of the folder...
     assert not (tmp_path / "study" / "runs" / "vit_micro_patch4").exists()  # ...where no run wrote
 
