@@ -60,8 +60,8 @@ class RunFailedError(RuntimeError):
     """A run failed for a reason that a retry cannot fix: its own exception, relayed with its node."""
 
 
-class SharedStorageError(RuntimeError):
-    """A worker node does not see the study folder that the driver writes."""
+class _RunError(Exception):
+    """A run's own exception as its task raises it: ``(node, message)`` (Ray keeps no node with a user's error)."""
 
 
 def _node() -> str:
@@ -78,19 +78,24 @@ def _write_json(path: Path, value: dict) -> None:
 
 def _run_task(train: TrainConfig, out: str, token: str, attempt: int) -> RunResult:
     """The task of one run, on a worker: check that the study folder ``out`` is the driver's (it holds ``token``),
-    record where this attempt runs, and train (or continue, or reuse) the run."""
+    record where this attempt runs, and train (or continue, or reuse) the run. Its errors name the node."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    node = _node()
     check = Path(out) / STORAGE_CHECK
     if not check.is_file() or check.read_text() != token:
-        raise SharedStorageError(
+        raise _RunError(
+            node,
             f"the study folder {out!r} (--out) on this node is not the driver's (it lacks {STORAGE_CHECK} with this "
             "study's token): on a Ray cluster --out must be on a filesystem that every node mounts at the same path "
-            "(docs/cluster.md)"
+            "(docs/cluster.md)",
         )
-    run_dir = Path(train.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / TASK_FILE, {"study": token, "attempt": attempt, "node": _node(), "pid": os.getpid()})
-    return train_run(train)
+    try:
+        run_dir = Path(train.out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / TASK_FILE, {"study": token, "attempt": attempt, "node": node, "pid": os.getpid()})
+        return train_run(train)
+    except Exception as err:
+        raise _RunError(node, str(err)) from err
 
 
 class RayExecutor:
@@ -118,6 +123,8 @@ class RayExecutor:
                 ray.shutdown()
 
     def train(self, jobs: list[TrainConfig]) -> list[RunResult]:
+        if not jobs:
+            return []
         jobs = [replace(job, out=str(Path(job.out).absolute()), progress=False) for job in jobs]
         token = uuid.uuid4().hex
         check = self.out / STORAGE_CHECK
@@ -186,8 +193,8 @@ class _Schedule:
         try:
             return ray.get(ref)
         except RayTaskError as err:  # the run's own exception: retrying would fail the same way
-            where = _node_of(err.ip)
-            raise RunFailedError(f"[{job.model}, seed {job.seed}] failed on node {where}: {err.cause}") from None
+            node, message = err.cause.args if isinstance(err.cause, _RunError) else ("unknown", str(err.cause))
+            raise RunFailedError(f"[{job.model}, seed {job.seed}] failed on node {node}: {message}") from None
         except SYSTEM_FAILURES as err:
             where = self._where(i)
             if self.attempts[i] > RETRIES:
@@ -224,12 +231,6 @@ class _Schedule:
     def _state(self) -> str:
         running = sum(self.started[i] for i in self.pending.values())
         return f"{running} running, {len(self.pending) - running} queued"
-
-
-def _node_of(ip: str) -> str:
-    """``hostname (ip)`` of the cluster node at ``ip``."""
-    names = {n["NodeManagerAddress"]: n["NodeManagerHostname"] for n in ray.nodes()}
-    return f"{names[ip]} ({ip})" if ip in names else ip
 
 
 def _check_feasible(need: dict[str, float]) -> None:
