@@ -75,10 +75,11 @@ class StudyConfig(Config):
         help="the sensitivity sweep", factory=lambda: SweepConfig(mask_ratios=[0.25, 0.5], repeats=2, batch_size=128)
     )
     probes: ProbeConfig = option(help="the attention probes", factory=ProbeConfig)
-    claim_grids: list[Any] = option(
-        help="block grids at which the sensitivity claims are tested, declared before the run: a fine one at patch "
-        "level and a coarse one; each must be among the sweep's shuffle and mask grids",
-        factory=lambda: [8, 2],
+    claim_grids: list[Any] | None = option(
+        None,
+        "block grids at which the sensitivity claims are tested, declared before the run: a fine one at patch level "
+        "and a coarse one, each among the sweep's shuffle and mask grids (none: the finest and the coarsest grid "
+        "that both sweep)",
         parse=parse_grids,
         metavar="GRIDS",
     )
@@ -127,10 +128,10 @@ class StudyConfig(Config):
             raise ValueError(f"train must not set {', '.join(fixed)}: the study sets them (use the top-level keys)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct ints, at least one, got {self.seeds}")
-        sweep = self.sensitivity
-        for grid in map(to_grid, self.claim_grids):
-            swept = {kind: list(map(to_grid, grids)) for kind, grids in
-                     (("shuffle", sweep.shuffle_grids), ("mask", sweep.mask_grids or sweep.shuffle_grids))}  # fmt: skip
+        swept = self._swept_grids()
+        if self.claim_grids is None and not set(swept["shuffle"]) & set(swept["mask"]):
+            raise ValueError("claim_grids: no grid is swept by both shuffles and masks; list the claim grids")
+        for grid in map(to_grid, self.claim_grids or []):
             missing = [kind for kind, grids in swept.items() if grid not in grids]
             if missing:
                 raise ValueError(
@@ -143,10 +144,22 @@ class StudyConfig(Config):
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
 
+    def _swept_grids(self) -> dict[str, list[tuple[int, int]]]:
+        sweep = self.sensitivity
+        return {kind: list(map(to_grid, grids)) for kind, grids in
+                (("shuffle", sweep.shuffle_grids), ("mask", sweep.mask_grids or sweep.shuffle_grids))}  # fmt: skip
+
     @property
     def claim_grid_labels(self) -> list[str]:
-        """The claim grids as the sweep names them: ``["8x8", "2x2"]``."""
-        return [f"{r}x{c}" for r, c in map(to_grid, self.claim_grids)]
+        """The claim grids as the sweep names them (``["8x8", "2x2"]``); by default the finest and the coarsest grid
+        swept by both shuffles and masks."""
+        if self.claim_grids is not None:
+            grids = list(map(to_grid, self.claim_grids))
+        else:
+            swept = self._swept_grids()
+            both = sorted(set(swept["shuffle"]) & set(swept["mask"]), key=lambda g: g[0] * g[1])
+            grids = list(dict.fromkeys([both[-1], both[0]]))
+        return [f"{r}x{c}" for r, c in grids]
 
     def _validate_executor(self) -> None:
         if self.executor not in ("local", "ray"):
