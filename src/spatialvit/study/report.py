@@ -12,6 +12,7 @@ from ..report.stats import format_ci, mean_ci
 from ..report.tables import Row
 from .claims import VERDICT_RULE
 from .config import StudyConfig
+from .provenance import budgets
 
 # The comparison table's columns in the report: "column: heading" (3 decimals; attention distance 2, img/s 0).
 SHOWN = dict(
@@ -140,10 +141,18 @@ def _setup(config: StudyConfig) -> str:
         else f"one seed ({config.seeds[0]}): no confidence interval can be given, and a difference between models is "
         "an anecdote, not a finding"
     )
+    t = config.train
+    limit = "every training image" if t.train_limit is None else f"train_limit {t.train_limit:,} training images"
+    shared = (
+        f"Shared `train` settings: {plural(t.epochs, 'epoch')}, {limit}, batch {t.batch_size}, lr {t.lr:g}, warm-up "
+        f"{t.warmup_epochs:g} epochs. "
+        if set(config.models) - set(config.checkpoints)
+        else ""
+    )
+    runs = " ".join(budgets(config))
     return (
-        f"Data `{config.data}` (img_size {config.img_size or 'native'}); {seeds}. Models trained for "
-        f"{plural(config.train.epochs, 'epoch')} (batch {config.train.batch_size}, lr {config.train.lr:g}) with the "
-        "shared `train` settings unless loaded from a checkpoint. Sensitivity: block shuffles on grids "
+        f"Data `{config.data}` (img_size {config.img_size or 'native'}); {seeds}. {shared}Training budget of every "
+        f"run, read from its checkpoint: {runs} Sensitivity: block shuffles on grids "
         f"{s.shuffle_grids}, block masks on grids {s.mask_grids or s.shuffle_grids} at ratios {s.mask_ratios} "
         f"({s.mask_fill} fill), "
         f"{s.repeats} draws each, on the test split{'' if s.limit is None else f' (first {s.limit} images)'}. The "

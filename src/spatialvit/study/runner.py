@@ -44,6 +44,7 @@ from ..train.loop import fit
 from .claims import evaluate_claims
 from .config import StudyConfig
 from .plots import plot_attention_distance, plot_attention_maps
+from .provenance import check_checkpoints, failed_start
 from .report import build_report, sweep_means
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,12 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     non-zero ranks."""
     out = Path(config.out)
     main = is_main_process()
-    if main and not config.resume:
-        claim_outputs(out, STUDY_FILES, overwrite=config.overwrite, resume_flag="--resume")
+    check_checkpoints(config)
+    if main and not config.resume:  # the leftovers of a study that failed before its first run do not block
+        claim_outputs(out, STUDY_FILES, overwrite=config.overwrite or failed_start(out), resume_flag="--resume")
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "study_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        (out / "study_config.yaml").write_text(yaml.safe_dump(config.ran(), sort_keys=False))
     probe = _probe_data(config)
     runs = _obtain_runs(config)
     if not main:

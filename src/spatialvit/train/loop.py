@@ -35,7 +35,7 @@ from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
 from ..report.tables import save_table
 from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import check_data, load_checkpoint, model_from_checkpoint, save_checkpoint, trained_on
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
 from .ema import ModelEma
@@ -59,8 +59,12 @@ RUNTIME_KEYS = frozenset(
         "threads",
     }
 )
-# What a run writes into its folder (``summary.*`` comes from the CLI): the files an earlier run leaves behind.
-RUN_FILES = ("config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*")
+# What a run writes into its folder (``summary.*`` comes from the CLI) and what `spatialvit eval` writes beside it by
+# default (``eval.*``, ``eval_ema.*``, ``eval_*/`` folders): the files an earlier run leaves behind.
+RUN_FILES = (
+    "config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*",
+    "eval.*", "eval_ema.*", "eval_*/",
+)  # fmt: skip
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
 # The test metrics of an epoch; with a model EMA each also as NAME_ema, for the averaged weights.
@@ -360,16 +364,20 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = False,
     ema: bool = False,
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """Score the checkpoint at ``path`` (its model EMA with ``ema``) on ``split`` of ``data`` (default: the data it
-    was trained on).
+    was trained on; other data is refused unless ``other_data``).
 
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
-    Returns ``{"checkpoint", "data", "split", "loss", "top1", "top5", "n"}``.
+    Returns ``{"checkpoint", "weights" ("raw" or "EMA"), "data", "trained_on", "split", "loss", "top1", "top5",
+    "n"}``.
     """
     dev = resolve_device(device)
     model, info, ckpt = model_from_checkpoint(path, map_location=dev, ema=ema)
-    data = data or ckpt.get("config", {}).get("data") or info.name
+    trained = trained_on(ckpt)
+    data = data or trained["data"]
+    check_data(path, ckpt, data, None, other_data=other_data)
     dataset = load_dataset(data, split, info.img_size[0] if info.img_size[0] == info.img_size[1] else None)
     got = dataset.info
     if (got.num_classes, got.in_chans, tuple(got.img_size)) != (info.num_classes, info.in_chans, tuple(info.img_size)):
@@ -381,7 +389,8 @@ def evaluate_checkpoint(
     net = with_normalize(model, info.mean, info.std).to(dev)
     loader = DataLoader(dataset, batch_size, pin_memory=dev.type == "cuda")
     scores = evaluate(net, loader, dev, progress=progress)
-    return {"checkpoint": str(path), "data": data, "split": split, **scores}
+    row = {"checkpoint": str(path), "weights": "EMA" if ema else "raw", "data": data, "trained_on": trained["data"]}
+    return row | {"split": split, **scores}
 
 
 def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict[str, Any]]:
