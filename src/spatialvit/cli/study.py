@@ -82,7 +82,7 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
     values = given(args, StudyConfig)
     train = given(args, TrainConfig, dest_prefix="train.")
     if "epochs" in train:
-        train.setdefault("warmup_epochs", min(base.train.warmup_epochs, train["epochs"]))
+        train.setdefault("warmup_epochs", min(base.train.warmup_epochs, train["epochs"] / 2))  # warm-up, then decay
     values["train"] = train
     values["sensitivity"] = given(args, SweepConfig, dest_prefix="sensitivity.")
     if getattr(args, "checkpoint", None):

@@ -163,7 +163,7 @@ def _setup(config: StudyConfig) -> str:
 def _figures(
     rep: Report, config: StudyConfig, distances: list[Row], associations: list[Row], files: dict[str, Path]
 ) -> None:
-    error = "95 % CI over seeds" if len(config.seeds) > 1 else "standard error over the draws (one seed)"
+    error = "95 % CI over seeds, clipped to the possible range" if len(config.seeds) > 1 else "none (one seed)"
     rep.heading("Sensitivity")
     rep.image(
         files["sensitivity_png"], f"Test top-1 under block shuffles and masks; error bars: {error}; dotted: chance"

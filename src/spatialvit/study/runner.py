@@ -386,12 +386,9 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResu
     files |= {f"sweep_{k}": v for k, v in save_table(sweep_rows, out, "sweep").items()}
     summaries = [{"seed": seed, **res.summary()} for seed, res in analysis.sweeps]
     files |= {f"summary_{k}": v for k, v in save_table(summaries, out, "summary").items()}
-    several = len(config.seeds) > 1  # error bars: the CI over seeds, or (one seed) the SE over the draws
+    # error bars: the 95 % CI over seeds, drawn with two seeds or more (none for one seed)
     files["sensitivity_png"] = plot_sensitivity(
-        sweep_means(sweep_rows) if several else sweep_rows,
-        out / "sensitivity.png",
-        error="ci" if several else "se",
-        chance=1 / probe.num_classes,
+        sweep_means(sweep_rows), out / "sensitivity.png", error="ci", chance=1 / probe.num_classes
     )
     if analysis.distances:
         tables = save_table(analysis.distances, out, "attention_distance")

@@ -33,6 +33,7 @@ from .._text import plural
 from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
+from ..models.registry import sizes_that_build
 from ..report.tables import save_table
 from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
 from .checkpoint import check_data, load_checkpoint, model_from_checkpoint, save_checkpoint, trained_on
@@ -142,6 +143,8 @@ def fit(config: TrainConfig) -> FitResult:
     :class:`NonFiniteLossError` when the loss diverges.
     """
     run, resume_from = _setup(config)
+    if run.ctx.is_main and run.config.warmup_epochs >= run.config.epochs:
+        log.warning(schedule_warning(run.config))
     if resume_from is not None:
         _resume(run, resume_from)
     writer = _prepare_run_dir(run)
@@ -419,7 +422,11 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict
     try:
         return create_model(config.model, **kwargs), kwargs
     except ValueError as err:
-        raise ValueError(f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}") from err
+        valid = sizes_that_build(config.model, size[0], **{**kwargs, "img_size": None}) if size[0] == size[1] else []
+        hint = f"; sizes near {size[0]} that work: {', '.join(map(str, valid))} (--img-size N)" if valid else ""
+        raise ValueError(
+            f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}{hint}"
+        ) from err
     except TypeError as err:
         raise ValueError(f"model {config.model!r} does not take these arguments (check model_kwargs): {err}") from err
 
@@ -459,6 +466,15 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int, peak_lr: float | None
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
+
+
+def schedule_warning(config: TrainConfig) -> str:
+    """The warning for a warm-up as long as the schedule: the learning rate only rises and never decays."""
+    return (
+        f"warning: the warm-up ({config.warmup_epochs:g} epochs) covers the whole {plural(config.epochs, 'epoch')} "
+        "schedule: the learning rate rises to its peak and never decays. Use a shorter --warmup-epochs (e.g. "
+        f"{config.epochs / 4:g}) or more --epochs"
+    )
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -549,7 +565,11 @@ def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> N
     saved = TrainConfig.from_dict(ckpt["config"])
     changes = describe_changes(saved.to_dict(), config.to_dict(), ignore=RUNTIME_KEYS)
     if changes:
-        raise ValueError(f"cannot resume {str(path)!r} with a different config ({changes})")
+        raise ValueError(
+            f"cannot resume {str(path)!r} with a different config ({changes}). To go on: resume with the "
+            "checkpoint's settings (leave out what changed), start again with --overwrite (deletes the run), or "
+            "train into another --out"
+        )
 
 
 def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
