@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._text import plural
 from .common import command
 
 EXAMPLES = """\
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     bar = progress_bar(total=len(names), desc="GMACs", enabled=args.flops, leave=False)
     if args.flops:
-        print(f"measuring the GMACs of {len(names)} models (builds each one: about a second each)", file=sys.stderr)
+        print(
+            f"measuring the GMACs of {plural(len(names), 'model')} (builds each one: about a second each)",
+            file=sys.stderr,
+        )
     for i, name in enumerate(names, 1):
         size = model_defaults(name).get("img_size") or 32  # CNNs without a fixed size: CIFAR-sized input
         row = {"model": name, "img_size": f"{size}x{size}"}
