@@ -266,7 +266,7 @@ def test_cli_compares_checkpoints(checkpoints, tmp_path, capsys):
     [
         (["--mask-ratios", "0.5,1.5"], "mask ratio must be a number in [0, 1], got 1.5"),
         (["--shuffle-grids", "3"], "grid 3x3 does not divide the 16x16 image"),
-        (["--img-size", "32"], "the model expects 16x16 images but the data is 32x32"),
+        (["--img-size", "32"], "was trained at 16x16, the data here is 32x32: use --img-size 16, or pass --other-data"),
     ],
 )
 def test_cli_bad_input(checkpoints, tmp_path, capsys, extra, message):
