@@ -68,3 +68,27 @@ def test_clean_errors(tmp_path, capsys):
     same = [str(tmp_path / "run" / "denoiser.pt")] * 2
     assert main(["generate", "evaluate", *same, "--classifier", "c.pt", "--out", str(tmp_path)]) == 2
     assert "repeat" in capsys.readouterr().err
+
+
+def test_mixer_family_names_sample_into_the_run_folder_and_named_losses(tmp_path, capsys, caplog, monkeypatch):
+    from spatialvit.cli.generate import mixer_of
+
+    assert [mixer_of(n) for n in ("sdt", "vit_sdt", "rmt", "posattn", "convqkv", "vit", "cag")] == [
+        "cag", "cag", "decay", "positional", "conv_qkv", "softmax", "cag"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--mixer 'sdx' is neither a token mixer .* nor a model family"):
+        mixer_of("sdx")
+    out = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        assert (
+            main([*TRAIN, "--mixer", "sdt", "--steps", "2", "--checkpoint-every", "2", "--out", str(out), *FAST]) == 0
+        )
+    printed = capsys.readouterr().out
+    assert load_denoiser_checkpoint(out / "denoiser.pt")["model_kwargs"]["attn_layer"] == "cag"
+    assert "mixer cag (sdt)" in printed and "mean training loss of the last 2 steps" in printed
+    assert any("mean loss of the last 2 steps" in r.getMessage() for r in caplog.records)
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["generate", "sample", str(out / "denoiser.pt"), "--per-class", "1", *FAST]) == 0
+    assert (out / "sample_seed0.png").is_file() and not list(here.iterdir())  # nothing in the current folder

@@ -90,6 +90,9 @@ def test_sensitivity(checkpoint, tmp_path, capsys):
     argv = ["sensitivity", "--checkpoint", str(checkpoint), "--limit", "16", "--shuffle-grids", "2"]
     argv += ["--mask-ratios", "0.5", "--repeats", "1", "--examples", "1", "--no-progress", "--out", str(out)]
     refused_twice(argv, out, capsys)
+    page = (out / "report.html").read_text()  # a report like the study's: data, budgets, SSI, plots
+    assert "<h2>Spatial Sensitivity Index</h2>" in page and "1 epoch on every training image of digits" in page
+    assert "<strong>higher means" in page and "data:image/png;base64," in page and "**" not in page
 
 
 def test_generate_train_sample_evaluate(checkpoint, tmp_path, capsys):

@@ -266,7 +266,7 @@ def test_cli_compares_checkpoints(checkpoints, tmp_path, capsys):
     [
         (["--mask-ratios", "0.5,1.5"], "mask ratio must be a number in [0, 1], got 1.5"),
         (["--shuffle-grids", "3"], "grid 3x3 does not divide the 16x16 image"),
-        (["--img-size", "32"], "the model expects 16x16 images but the data is 32x32"),
+        (["--img-size", "32"], "was trained at 16x16, the data here is 32x32: use --img-size 16, or pass --other-data"),
     ],
 )
 def test_cli_bad_input(checkpoints, tmp_path, capsys, extra, message):
@@ -305,4 +305,6 @@ def test_cli_takes_the_data_from_the_checkpoint(tmp_path, capsys):
     rows = json.loads((tmp_path / "o" / "sweep.json").read_text())
     assert rows[0]["model"] == "vit_micro_patch4" and all("acc5" not in r for r in rows)  # 2 classes: no top-5
     assert main([*args, "--data", "digits", "--img-size", "8", "--out", str(tmp_path / "p")]) == 2
-    assert "takes 4-channel images but the data has 1 channel" in capsys.readouterr().err
+    assert f"was trained on {spec!r}, --data is 'digits'" in capsys.readouterr().err  # other data: refused
+    assert main([*args, "--data", "digits", "--img-size", "8", "--other-data", "--out", str(tmp_path / "p")]) == 2
+    assert "takes 4-channel images but the data has 1 channel" in capsys.readouterr().err  # ...and does not fit

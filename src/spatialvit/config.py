@@ -70,6 +70,10 @@ class Config:
         changes = {}
         for key, value in values.items():
             if key not in valid:
+                nested = _misplaced(base, key)
+                if nested:
+                    raise UnknownNameError(f"config key {key!r} is a key of {nested}: write it under {nested}: "
+                                           f"({nested}: {{{key}: ...}})")  # fmt: skip
                 raise unknown_name("config key", str(key), valid, f"Valid keys: {', '.join(valid)}.")
             current = getattr(base, key)
             if isinstance(current, Config) and isinstance(value, dict):
@@ -120,6 +124,16 @@ class ConfigTypeError(ValueError):
             f"{key} must be {'an' if expected[0] in 'aeiou' else 'a'}" if qualified else f"config key {key!r} must be"
         )
         super().__init__(f"{name} {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _misplaced(config: Config, key: Any) -> str:
+    """The nested config of ``config`` that has the key ``key`` (a top-level ``epochs:`` in a study YAML belongs
+    under ``train:``), or ``""``."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        nested = getattr(config, f.name)
+        if isinstance(nested, Config) and key in {g.name for g in dataclasses.fields(nested)}:  # type: ignore[arg-type]
+            return f.name
+    return ""
 
 
 def _in_context(err: Exception, where: str) -> Exception:
@@ -217,10 +231,12 @@ def add_arguments(
     skip: Iterable[str] = (),
     defaults: Config | None = None,
     dest_prefix: str = "",
+    flags: dict[str, str] | None = None,
 ) -> None:
     """One flag per config key of ``cls`` (``keys`` only, without ``skip``; mappings have no flag). Flags default to
     "not given" (:func:`given` collects the rest); the help shows the default of ``defaults`` (or the class).
-    ``dest_prefix`` keeps the keys of a nested config apart (``train.`` for a study's ``--epochs``)."""
+    ``dest_prefix`` keeps the keys of a nested config apart (``train.`` for a study's ``--epochs``); ``flags`` names
+    a key's flag where the key's own name would be unclear (``{"limit": "--sweep-limit"}``)."""
     hints = typing.get_type_hints(cls)
     wanted = None if keys is None else set(keys)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -229,9 +245,10 @@ def add_arguments(
         default = getattr(defaults, f.name) if defaults is not None else _default(f)
         help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         hint = hints[f.name]
+        flag = (flags or {}).get(f.name, flag_name(f.name))
         if hint is bool:
             parser.add_argument(
-                flag_name(f.name),
+                flag,
                 dest=dest_prefix + f.name,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
@@ -242,7 +259,7 @@ def add_arguments(
         if parse is None:
             continue  # mappings and nested configs: YAML only
         parser.add_argument(
-            flag_name(f.name),
+            flag,
             dest=dest_prefix + f.name,
             type=parse,
             metavar=metavar,

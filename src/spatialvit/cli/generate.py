@@ -31,10 +31,12 @@ to published numbers) and its accuracy on the requested classes.
 TRAIN_EXAMPLES = """\
 spatialvit train --model resnet_small --data digits --img-size 16 --out runs/clf     # the judge classifier
 spatialvit generate train --mixer cag --out runs/gen/cag                             # digits 16x16, micro DiT
+spatialvit generate train --mixer sdt --out runs/gen/sdt                             # a family's mixer (cag)
 spatialvit generate train --mixer cag --out runs/gen/cag --steps 3000 --resume       # go on where it stopped
 """
 SAMPLE_EXAMPLES = """\
-spatialvit generate sample runs/gen/cag/denoiser.pt --out cag.png --cfg-scale 3
+spatialvit generate sample runs/gen/cag/denoiser.pt --cfg-scale 3      # writes runs/gen/cag/sample_seed0.png
+spatialvit generate sample runs/gen/cag/denoiser.pt --out cag.png --seed 1
 """
 EVALUATE_EXAMPLES = """\
 spatialvit generate evaluate runs/gen/*/denoiser.pt --classifier runs/clf/best.pt --out runs/gen/eval
@@ -46,7 +48,8 @@ MIXERS = ("softmax", "conv_qkv", "positional", "gpsa", "decay", "cag")
 SAMPLE_TEXT = """\
 draw a sample grid from a denoiser checkpoint
 
-Sample --per-class images of every class (one row per class) and save them as a PNG grid;
+Sample --per-class images of every class (one row per class, labelled) and save them as a PNG grid
+(by default sample_seed<SEED>.png beside the checkpoint);
 --save-tensor also writes the images [N, C, H, W] in [0, 1] and their labels to a .pt file.
 """
 
@@ -90,7 +93,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "checkpoint", type=Path, metavar="CHECKPOINT", help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)"
     )
-    s.add_argument("--out", type=Path, default=Path("samples.png"), metavar="FILE", help="PNG file of the sample grid")
+    s.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="PNG file of the sample grid (default: sample_seed<SEED>.png in the checkpoint's folder)",
+    )
     s.add_argument(
         "--save-tensor",
         type=Path,
@@ -107,7 +115,12 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
     t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train, resumable=True)
     t.add_argument("--data", default="digits", metavar="SPEC", help="dataset spec NAME or NAME:PATH")
     t.add_argument("--img-size", type=positive_int, default=16, help="image side the data is resized to")
-    t.add_argument("--mixer", default="softmax", metavar="NAME", help=f"token mixer: {', '.join(MIXERS)}")
+    t.add_argument(
+        "--mixer",
+        default="softmax",
+        metavar="NAME",
+        help=f"token mixer: {', '.join(MIXERS)}, or a model family's name for its mixer (sdt, rmt, posattn, ...)",
+    )
     t.add_argument(
         "--attn-kwargs",
         type=json_object,
@@ -159,6 +172,30 @@ def json_object(text: str) -> dict:
     return value
 
 
+def mixer_of(name: str) -> str:
+    """The token mixer ``name`` stands for: a mixer's own name, or a model family (``sdt``, ``vit_sdt`` -> ``cag``;
+    ``rmt`` -> ``decay``; ``posattn`` -> ``positional``; ``convqkv`` -> ``conv_qkv``; ``vit`` -> ``softmax``)."""
+    from ..attention import list_attention
+    from ..models import model_defaults
+    from ..models.registry import list_models, model_family
+
+    if name in list_attention():
+        return name
+    families: dict[str, str] = {}
+    for model in list_models():
+        mixer = model_defaults(model).get("attn_layer")
+        family = model_family(model)
+        if mixer:
+            families.setdefault(family, mixer)
+            families.setdefault(family.removeprefix("vit_"), mixer)
+    if name in families:
+        return families[name]
+    raise ValueError(
+        f"--mixer {name!r} is neither a token mixer ({', '.join(list_attention())}) nor a model family "
+        f"({', '.join(sorted(families))}); `spatialvit models` lists the families"
+    )
+
+
 def _setup(args: argparse.Namespace) -> None:
     import torch
 
@@ -184,24 +221,25 @@ def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Te
 def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from ..generation.loop import denoiser_from_checkpoint, train_on_dataset
-    from ..generation.sampler import save_image_grid
+    from ..generation.sampler import class_names, save_image_grid
     from ..runtime import claim_outputs
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue the run or start it again")
     if not args.resume:
         claim_outputs(args.out, DENOISER_FILES, overwrite=args.overwrite, resume_flag="--resume")
+    mixer = mixer_of(args.mixer)
     _setup(args)
     config = DenoiserConfig.from_dict({**given(args, DenoiserConfig), "seed": args.seed})
     start = time.perf_counter()
-    model, ckpt, rows = train_on_dataset(
+    model, ckpt, _ = train_on_dataset(
         args.data,
         args.out,
         config,
         img_size=args.img_size,
         size=args.size,
         patch_size=args.patch_size,
-        mixer=args.mixer,
+        mixer=mixer,
         attn_kwargs=args.attn_kwargs,
         resume=args.resume or False,
         device=args.device,
@@ -209,12 +247,17 @@ def run_train(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    print(f"denoiser: {args.size} DiT, mixer {args.mixer!r}, {params:,} parameters, grid {model.grid}")
+    named = mixer if mixer == args.mixer else f"{mixer} ({args.mixer})"
+    print(f"denoiser: {args.size} DiT, mixer {named}, {params:,} parameters, grid {model.grid}")
     ckpt_path = args.out / "denoiser.pt"
-    ema_model, _, _ = denoiser_from_checkpoint(ckpt_path, use_ema=not _sampling(args).raw_weights)
+    ema_model, info, _ = denoiser_from_checkpoint(ckpt_path, use_ema=not _sampling(args).raw_weights)
     images, _ = _samples(ema_model.to(args.device), args)
-    grid = save_image_grid(images, args.out / "samples.png", ncol=args.per_class)
-    print(f"trained to step {ckpt['step']} in {seconds:.0f}s (this call); final loss {rows[-1]['loss']:.4f}")
+    grid = save_image_grid(images, args.out / "samples.png", ncol=args.per_class, row_labels=class_names(info))
+    last = ckpt["losses"][-config.checkpoint_every :]
+    print(
+        f"trained to step {ckpt['step']} in {seconds:.0f}s (this call); mean training loss of the last "
+        f"{plural(len(last), 'step')}: {sum(last) / len(last):.4f}"
+    )
     print(f"wrote {ckpt_path}, {args.out / 'losses.csv'}, {grid}")
     return 0
 
@@ -223,15 +266,16 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
 
     from ..generation.loop import denoiser_from_checkpoint
-    from ..generation.sampler import save_image_grid
+    from ..generation.sampler import class_names, save_image_grid
     from ..runtime import claim_outputs
 
+    args.out = args.out or args.checkpoint.parent / f"sample_seed{args.seed}.png"
     for path in filter(None, [args.out, args.save_tensor]):
         claim_outputs(path.parent, [path.name], overwrite=args.overwrite)
     _setup(args)
-    model, _, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not _sampling(args).raw_weights)
+    model, info, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not _sampling(args).raw_weights)
     images, labels = _samples(model.to(args.device), args)
-    path = save_image_grid(images, args.out, ncol=args.per_class)
+    path = save_image_grid(images, args.out, ncol=args.per_class, row_labels=class_names(info))
     print(f"wrote {path} ({plural(len(images), 'sample')}, one row per class)")
     if args.save_tensor is not None:
         args.save_tensor.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +290,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..data import load_dataset, resize_images
     from ..generation.evaluate import generation_metrics
     from ..generation.loop import denoiser_from_checkpoint
-    from ..generation.sampler import save_image_grid
+    from ..generation.sampler import class_names, save_image_grid
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
     from ..train.checkpoint import classifier_from_checkpoint
@@ -286,7 +330,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         images, labels = _samples(model.to(args.device), args)
         seconds = time.perf_counter() - start
-        save_image_grid(images, args.out / f"{run}_samples.png", ncol=args.per_class)
+        save_image_grid(images, args.out / f"{run}_samples.png", ncol=args.per_class, row_labels=class_names(info))
         row = {
             "run": run,
             "mixer": ckpt["model_kwargs"]["attn_layer"],

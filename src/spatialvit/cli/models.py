@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from .._text import plural
 from .common import command
 
 EXAMPLES = """\
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models import create_model, measure_complexity, model_defaults
     from ..models.registry import list_families, list_models
+    from ..runtime import progress_bar
 
     names = list_models(args.pattern)
     if not names:
@@ -44,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
             "(`spatialvit models` lists every model)"
         )
     rows = []
-    for name in names:
+    bar = progress_bar(total=len(names), desc="GMACs", enabled=args.flops, leave=False)
+    if args.flops:
+        print(
+            f"measuring the GMACs of {plural(len(names), 'model')} (builds each one: about a second each)",
+            file=sys.stderr,
+        )
+    for i, name in enumerate(names, 1):
         size = model_defaults(name).get("img_size") or 32  # CNNs without a fixed size: CIFAR-sized input
         row = {"model": name, "img_size": f"{size}x{size}"}
         if args.params:
@@ -52,9 +61,14 @@ def run(args: argparse.Namespace) -> int:
                 model = create_model(name)
             row["params"] = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
         if args.flops:
+            bar.set_postfix_str(name)
             macs = measure_complexity(create_model(name), img_size=size).macs
+            bar.update(1)
             row["GMACs"] = f"{macs / 1e9:.3f}"
+            if not sys.stderr.isatty() and (i % 10 == 0 or i == len(names)):  # a log: a line every 10 models
+                print(f"  {i}/{len(names)} models measured", file=sys.stderr)
         rows.append(row)
+    bar.close()
     widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
     print("  ".join(f"{k:{w}s}" for k, w in widths.items()).rstrip())
     for row in rows:

@@ -7,15 +7,21 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 from .._text import plural
 from ..config import add_arguments, given
+from ..probes.config import SweepConfig
 from ..study.config import StudyConfig
 from ..train.config import TrainConfig
 from .common import command, config_file, repeatable
 
 # Training keys a study takes as flags (all of train: in YAML).
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "warmup_epochs", "threads", "device")
+TRAIN_FLAGS = ("epochs", "train_limit", "batch_size", "lr", "warmup_epochs", "threads", "device")
+# Sweep keys a study takes as flags (all of sensitivity: in YAML), and their flags' names.
+SWEEP_FLAGS = {"limit": "--sweep-limit", "repeats": "--repeats"}
 
 DESCRIPTION = """\
 train/load several models, sensitivity sweep + attention probes, one report
@@ -39,6 +45,8 @@ for the config keys and the recipes under configs/.
 EXAMPLES = """\
 spatialvit study                                        # the default digits study into study/
 spatialvit study --models resnet_small,vit_micro_patch4 --epochs 2 --out quick/
+spatialvit study --models resnet_small,vit_micro_patch4 --seeds 0,1 --epochs 1 --train-limit 300 \
+    --sweep-limit 200 --repeats 1 --out quick/                          # a quick study: a minute on a CPU
 spatialvit study --config configs/cifar10_tiny.yaml --data cifar10:/data/cifar-10-batches-py
 spatialvit study --checkpoint vit_micro_patch4=runs/vit/last.pt --models vit_micro_patch4
 """
@@ -60,22 +68,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(
         train, TrainConfig, keys=TRAIN_FLAGS, defaults=StudyConfig.describe()["train"][0], dest_prefix="train."
     )
+    sweep = p.add_argument_group("sensitivity sweep (keys of sensitivity:)")
+    add_arguments(
+        sweep, SweepConfig, keys=SWEEP_FLAGS, defaults=StudyConfig.describe()["sensitivity"][0],
+        dest_prefix="sensitivity.", flags=SWEEP_FLAGS,
+    )  # fmt: skip
 
 
 def build_config(args: argparse.Namespace) -> StudyConfig:
-    """Defaults <- ``--config`` <- the flags given."""
+    """Defaults <- ``--config`` <- the flags given. A study that loads checkpoints and names no data (neither flag
+    nor YAML) runs on the data and image size the first checkpoint was trained on."""
     base = StudyConfig.from_yaml(args.config) if args.config else StudyConfig()
     values = given(args, StudyConfig)
     train = given(args, TrainConfig, dest_prefix="train.")
     if "epochs" in train:
-        train.setdefault("warmup_epochs", min(base.train.warmup_epochs, train["epochs"]))
+        train.setdefault("warmup_epochs", min(base.train.warmup_epochs, train["epochs"] / 2))  # warm-up, then decay
     values["train"] = train
+    values["sensitivity"] = given(args, SweepConfig, dest_prefix="sensitivity.")
     if getattr(args, "checkpoint", None):
         pairs = [c.split("=", 1) for c in args.checkpoint]
         if any(len(p) != 2 or not all(p) for p in pairs):
             raise ValueError(f"--checkpoint must be MODEL=PATH, got {args.checkpoint}")
         values["checkpoints"] = {**base.checkpoints, **dict(pairs)}
-    return StudyConfig.from_dict(values, base)
+    config = StudyConfig.from_dict(values, base)
+    named = set(values) | (set(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else set())
+    if config.checkpoints and not {"data", "img_size"} & named:
+        from ..train.checkpoint import load_checkpoint, trained_on
+
+        trained = trained_on(load_checkpoint(next(iter(config.checkpoints.values()))))
+        config = StudyConfig.from_dict({"data": trained["data"], "img_size": trained["resize"]}, config)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,7 +112,8 @@ def train_denoiser(
             save_checkpoint(checkpoint, state())
             recent, took = losses[-config.checkpoint_every :], time.perf_counter() - t0
             left = eta(took, step - first, config.steps - first)
-            log.info("step %d/%d  loss %.4f  %.0f s  %s", step, config.steps, sum(recent) / len(recent), took, left)
+            log.info("step %d/%d  mean loss of the last %d steps %.4f  %.0f s  %s", step, config.steps, len(recent),
+                     sum(recent) / len(recent), took, left)  # fmt: skip
     bar.close()
     return state()
 

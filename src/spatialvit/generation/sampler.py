@@ -4,11 +4,13 @@ and saving samples as an image grid."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..data import DatasetInfo
 from ..report.figures import pyplot
 from ..runtime import progress_bar
 from .config import SAMPLERS, SamplingConfig
@@ -23,6 +25,12 @@ def sample_classes(
     gen = torch.Generator().manual_seed(seed)
     x = sample(model, labels, config.sample_steps, config.sampler, config.cfg_scale, gen, progress=progress)
     return x.add(1).div(2).cpu(), labels
+
+
+def class_names(info: DatasetInfo) -> list[str]:
+    """One label per class for a sample grid's rows: ``"3"`` or ``"3 Dress"`` where the data names its classes."""
+    named = [info.classes[k] if k < len(info.classes) else str(k) for k in range(info.num_classes)]
+    return [str(k) if name == str(k) else f"{k} {name}" for k, name in enumerate(named)]
 
 
 def guided_velocity(model: nn.Module, x: torch.Tensor, t: float, y: torch.Tensor, cfg_scale: float) -> torch.Tensor:
@@ -91,12 +99,32 @@ def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
     return grid
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path, ncol: int, scale: int = 4) -> Path:
-    """Write ``images[N, C, H, W]`` in ``[0, 1]`` as a PNG grid (each pixel ``scale x scale``)."""
+def save_image_grid(
+    images: torch.Tensor, path: str | Path, ncol: int, scale: int = 4, row_labels: Sequence[str] | None = None
+) -> Path:
+    """Write ``images[N, C, H, W]`` in ``[0, 1]`` as a PNG grid (each pixel ``scale x scale``); ``row_labels`` (one
+    per row, e.g. the class of each row) are written left of the rows."""
     grid = image_grid(images.detach().float().cpu().clamp(0, 1), ncol)
     grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
-    pyplot().imsave(path, arr, cmap="gray" if grid.shape[0] == 1 else None, vmin=0.0, vmax=1.0)
+    cmap = "gray" if grid.shape[0] == 1 else None
+    plt = pyplot()
+    if row_labels is None:
+        plt.imsave(path, arr, cmap=cmap, vmin=0.0, vmax=1.0)
+        return path
+    h, w = arr.shape[:2]
+    margin, dpi = 12 + 7 * max(len(label) for label in row_labels), 100  # pixels left of the grid for the labels
+    fig = plt.figure(figsize=((w + margin) / dpi, h / dpi), dpi=dpi)
+    ax = fig.add_axes((margin / (w + margin), 0, w / (w + margin), 1))
+    ax.imshow(arr, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    cell = h / len(row_labels)
+    ax.set_yticks([cell * (i + 0.5) for i in range(len(row_labels))], list(row_labels), fontsize=9)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
     return path

@@ -35,6 +35,24 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return _MODELS[name](**{**_DEFAULTS[name], **overrides})
 
 
+def sizes_that_build(name: str, near: int, count: int = 2, **overrides: Any) -> list[int]:
+    """Square image sizes close to ``near`` (up to ``count`` below and above it, within 64 px) for which ``name``
+    builds with ``overrides`` (shapes only, on the meta device: no memory, no initialisation)."""
+    import torch
+
+    def builds(size: int) -> bool:
+        try:
+            with torch.device("meta"):
+                create_model(name, **{**overrides, "img_size": [size, size]})
+        except (ValueError, TypeError, AssertionError, RuntimeError):
+            return False
+        return True
+
+    below = [n for n in range(near - 1, max(near - 65, 0), -1) if builds(n)][:count]
+    above = [n for n in range(near + 1, near + 65) if builds(n)][:count]
+    return sorted(below) + above
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered names matching ``pattern``: a shell-style pattern (``'vit_*_patch4'``), or, without the
     glob characters ``*?[``, a part of the name (``'sdt'`` lists ``sdt_b``, ``vit_sdt_micro_patch4``, ...)."""

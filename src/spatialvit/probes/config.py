@@ -112,6 +112,9 @@ class SensitivityRunConfig(Config):
     )
     timm_random_init: bool = option(False, "build the timm models without pretrained weights, sized for the data")
     data: str | None = option(None, "dataset NAME or NAME:PATH (none: the data the first checkpoint was trained on)")
+    other_data: bool = option(
+        False, "score checkpoints on data or an image size other than they were trained on (refused without it)"
+    )
     split: str = option("test", "split to evaluate", metavar="test|train")
     img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
     sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)

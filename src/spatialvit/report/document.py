@@ -1,5 +1,5 @@
-"""A report built once and written twice: ``report.md`` (images linked) and a self-contained ``report.html``
-(images embedded as base64), from the same list of blocks."""
+"""A report built once and written twice from the same Markdown: ``report.md`` (images linked) and a
+self-contained ``report.html``, the same Markdown (images embedded as base64) rendered by markdown-it-py."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .tables import Row, columns_of, format_value, markdown_table
+from .tables import Row, markdown_table
 
 
 @dataclass
 class Report:
-    """Headings, paragraphs, tables and images in order; ``save(out_dir)`` writes report.md and report.html."""
+    """Headings, paragraphs (Markdown), tables and images in order; ``save(out_dir)`` writes report.md and
+    report.html."""
 
     title: str
     blocks: list[tuple[str, object]] = field(default_factory=list)
@@ -36,8 +38,9 @@ class Report:
         self.blocks.append(("image", (Path(path), caption)))
         return self
 
-    def to_markdown(self, base: Path) -> str:
-        """Markdown with image links relative to ``base`` (the folder the file is written to)."""
+    def to_markdown(self, base: Path, embed: bool = False) -> str:
+        """Markdown with image links relative to ``base`` (the folder the file is written to); with ``embed``, the
+        images inline as ``data:`` URIs instead."""
         out = [f"# {self.title}", ""]
         for kind, body in self.blocks:
             if kind == "heading":
@@ -50,35 +53,18 @@ class Report:
                 out += [markdown_table(rows, digits, cols) if rows else "_(no rows)_", ""]
             else:
                 path, caption = body
-                out += [f"![{caption}]({_relative(path, base)})", f"*{caption}*", ""]
+                src = _data_uri(path) if embed else _relative(path, base)
+                out += [f"![{caption}]({src})", f"*{caption}*", ""]
         return "\n".join(out)
 
     def to_html(self) -> str:
-        """One HTML page with inline CSS and every image embedded: it can be mailed or opened anywhere."""
-        esc = html.escape
-        parts = [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>{esc(self.title)}</title><style>{_CSS}</style></head><body>",
-            f"<h1>{esc(self.title)}</h1>",
-        ]
-        for kind, body in self.blocks:
-            if kind == "heading":
-                level, text = body
-                parts.append(f"<h{level}>{esc(text)}</h{level}>")
-            elif kind == "paragraph":
-                parts.append(f"<p>{esc(body)}</p>")
-            elif kind == "table":
-                rows, cols, digits = body
-                parts.append(_html_table(rows, cols or columns_of(rows), digits))
-            else:
-                path, caption = body
-                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-                parts.append(
-                    f"<figure><img src='data:image/png;base64,{data}' alt='{esc(caption)}'>"
-                    f"<figcaption>{esc(caption)}</figcaption></figure>"
-                )
-        parts.append("</body></html>")
-        return "\n".join(parts)
+        """One HTML page with inline CSS and every image embedded (it can be mailed or opened anywhere): the report's
+        Markdown rendered by markdown-it-py (CommonMark with tables, raw HTML escaped)."""
+        body = _markdown().render(self.to_markdown(Path("."), embed=True))
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{body}</body></html>\n"
+        )
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``report.md`` and ``report.html`` into ``out_dir``."""
@@ -90,30 +76,68 @@ class Report:
         return paths
 
 
-def _html_table(rows: Sequence[Row], cols: Sequence[str], digits: int) -> str:
-    """A table inside a ``table-wrap`` box that scrolls sideways, so a wide table never widens the page. Headers may
-    break after underscores (``clean_<wbr>acc1``); columns whose every filled cell is a number (or ``mean ± ci``)
-    get ``class='num'``: right-aligned, never wrapped."""
-    esc = html.escape
-    texts = {c: [format_value(r.get(c), digits) for r in rows] for c in cols}
-    num = {c: any(texts[c]) and all(_is_number(r.get(c), t) for r, t in zip(rows, texts[c]) if t) for c in cols}
-    attr = {c: " class='num'" if num[c] else "" for c in cols}
-    head = "".join(f"<th{attr[c]}>{esc(c).replace('_', '_<wbr>')}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td{attr[c]}>{esc(texts[c][i])}</td>" for c in cols) + "</tr>" for i in range(len(rows))
-    )
-    return f"<div class='table-wrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-_NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-+]?(nan|inf)", re.IGNORECASE)
+def _markdown() -> Any:
+    """markdown-it-py's CommonMark parser with tables; tables come inside a ``table-wrap`` box (a table too wide for
+    the window scrolls there, not the page), their numeric columns marked ``class="num"`` (right-aligned), headers
+    breakable after underscores, and ``mean ± ci`` cells wrap only before the ``±``."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.core.ruler.push("numeric_columns", _numeric_columns)
+    md.add_render_rule("table_open", lambda self, tokens, idx, options, env: "<div class='table-wrap'><table>\n")
+    md.add_render_rule("table_close", lambda self, tokens, idx, options, env: "</table></div>\n")
+    default_text = md.renderer.rules["text"]
+
+    def text(self: Any, tokens: list, idx: int, options: Any, env: dict) -> str:
+        out = default_text(tokens, idx, options, env)
+        if env.get("cell") == "th":
+            return out.replace("_", "_<wbr>")
+        return out.replace(" ± ", " ±&nbsp;") if env.get("cell") == "td" else out
+
+    def cell(self: Any, tokens: list, idx: int, options: Any, env: dict) -> str:
+        env["cell"] = tokens[idx].tag if tokens[idx].nesting == 1 else None
+        return self.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("text", text)
+    for name in ("th_open", "th_close", "td_open", "td_close"):
+        md.add_render_rule(name, cell)
+    return md
 
 
-def _is_number(value: object, text: str) -> bool:
-    """A numeric cell: an int or float, or text such as ``0.823``, ``1e-3``, ``12%`` or ``0.823 ± 0.012``."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
+def _numeric_columns(state: Any) -> None:
+    """Mark the cells of every table column whose filled cells are all numbers (or ``mean ± ci``) ``class="num"``."""
+    tokens = state.tokens
+    for start, tok in enumerate(tokens):
+        if tok.type != "table_open":
+            continue
+        cells: dict[int, list[tuple[Any, str]]] = {}
+        col = 0
+        for i in range(start + 1, len(tokens)):
+            t = tokens[i]
+            if t.type == "table_close":
+                break
+            if t.type == "tr_open":
+                col = 0
+            elif t.type in ("th_open", "td_open"):
+                cells.setdefault(col, []).append((t, tokens[i + 1].content.strip()))
+                col += 1
+        for column in cells.values():
+            body = [text for t, text in column if t.type == "td_open" and text]
+            if body and all(_is_number(text) for text in body):
+                for t, _ in column:
+                    t.attrSet("class", "num")
+
+
+_NUMBER = re.compile(r"[-+−]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?\s?%?|[-+]?(nan|inf)", re.IGNORECASE)
+
+
+def _is_number(text: str) -> bool:
+    """A numeric cell: ``0.823``, ``1e-3``, ``12%``, ``0.823 ± 0.012`` or ``0.823 (1 seed)``."""
+    text = text.removesuffix("(1 seed)").strip()
     return all(_NUMBER.fullmatch(part.strip()) for part in text.split("±"))
 
 
@@ -124,18 +148,20 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-# The page is at most 1100 px wide and never wider than the window: a wide table scrolls sideways inside its
-# .table-wrap box (its first column stays in view), long words in text wrap, images shrink to fit.
+# The page is at most 1400 px wide (prose at most 60em, for reading) and never wider than the window: tables wrap
+# their headers and their `mean ± ci` cells before the ±, and a table still too wide scrolls sideways inside its
+# .table-wrap box (its first column stays in view); long words in text wrap, images shrink to fit.
 _CSS = (
     "*,*::before,*::after{box-sizing:border-box}"
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;"
+    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222;"
     "overflow-wrap:break-word}"
+    "p{max-width:60em}code{background:#f4f4f4;padding:0 2px}"
     ".table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}"
-    "table{border-collapse:separate;border-spacing:0;font-size:0.9em}"
+    "table{border-collapse:separate;border-spacing:0;font-size:0.85em}"
     "th,td{border:solid #ccc;border-width:0 1px 1px 0;padding:4px 8px;text-align:left;vertical-align:top}"
     "thead th{border-top-width:1px;background:#f4f4f4;vertical-align:bottom}"
     "tr>:first-child{position:sticky;left:0;z-index:1;border-left-width:1px;background:#fff}"
     "thead tr>:first-child{background:#f4f4f4}"
-    ".num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}"
-    "figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:0.9em}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums}"
+    "img{max-width:100%;height:auto}"
 )

@@ -17,6 +17,19 @@ plt = pyplot()
 
 Row = dict[str, Any]
 _MARKERS = {"yes": "o", "no": "X", "n/a": "s"}
+# The possible range of each plotted metric: its axis spans it and error bars are clipped to it.
+RANGES = {"acc1": (0.0, 1.0), "acc5": (0.0, 1.0), "flip_rate": (0.0, 1.0), "sensitivity": (None, 1.0)}
+
+
+def clipped_errors(ys: Sequence[float], errs: Sequence[float | None], low: float | None, high: float | None) -> Any:
+    """Error bars ``y ± err`` cut to ``[low, high]`` as matplotlib's ``[[below], [above]]``; ``None`` (no bar) when no
+    point has an error (``None`` or NaN: one seed, one draw)."""
+    known = [e is not None and not math.isnan(e) for e in errs]
+    if not any(known):
+        return None
+    below = [0.0 if not k else min(e, y - low) if low is not None else e for y, e, k in zip(ys, errs, known)]
+    above = [0.0 if not k else min(e, high - y) if high is not None else e for y, e, k in zip(ys, errs, known)]
+    return [[max(b, 0.0) for b in below], [max(a, 0.0) for a in above]]
 
 
 def _models(rows: Sequence[Row]) -> list[str]:
@@ -24,10 +37,10 @@ def _models(rows: Sequence[Row]) -> list[str]:
 
 
 def _errorbar(ax: plt.Axes, xs: list, ys: list, errs: list, aligned: list[str], label: str, metric: str) -> None:
-    """One model's curve (its family's colour), its error bars, and a marker per point telling aligned /
-    misaligned / n/a."""
-    errs = [0.0 if e is None or math.isnan(e) else e for e in errs]
-    line = ax.errorbar(xs, ys, yerr=errs, label=label, capsize=3, linewidth=1.5, color=model_color(label))
+    """One model's curve (its family's colour), its error bars (clipped to the metric's possible range; none without
+    errors), and a marker per point telling aligned / misaligned / n/a."""
+    yerr = clipped_errors(ys, errs, *RANGES.get(metric, (None, None)))
+    line = ax.errorbar(xs, ys, yerr=yerr, label=label, capsize=3, linewidth=1.5, color=model_color(label))
     for x, y, a in zip(xs, ys, aligned):
         face = line[0].get_color() if a != "no" else "white"
         ax.plot([x], [y], _MARKERS[a], color=line[0].get_color(), markerfacecolor=face, markersize=7)
@@ -87,7 +100,8 @@ def plot_sensitivity(
     """One figure, one panel per shuffle/rotation kind and per mask grid, one curve per model; saves a PNG.
 
     Error bars: the rows' ``{metric}_{error}`` (``se``: standard error over repeats; ``ci``: the 95 % interval
-    over seeds of a multi-seed study). ``chance``: accuracy at chance (1/classes), drawn as a dotted line.
+    over seeds of a multi-seed study; none where the rows have none), clipped to the metric's possible range, which
+    an accuracy axis spans (0 to 1). ``chance``: accuracy at chance (1/classes), drawn as a dotted line.
     Filled markers: blocks aligned with the model's patches; white X: misaligned; squares: no patches (CNN)."""
     panels: list[tuple[str, str]] = []
     for kind in kinds:
@@ -106,6 +120,9 @@ def plot_sensitivity(
             _shuffle_panel(ax, rows, metric, kind, error)
         if chance is not None:
             ax.axhline(chance, linestyle=":", color="#555555", linewidth=1, label="chance (1/classes)")
+        low, high = RANGES.get(metric, (None, None))
+        if low is not None and high is not None:
+            ax.set_ylim(low, high)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     return save_figure(fig, path)

@@ -71,6 +71,9 @@ class StudyConfig(Config):
         factory=lambda: TrainConfig(epochs=12),
     )
     checkpoints: dict[str, str] = option(help="per model: a checkpoint to use instead of training", factory=dict)
+    other_data: bool = option(
+        False, "score checkpoints trained on other data or at another size than data/img_size (refused without it)"
+    )
     sensitivity: SweepConfig = option(
         help="the sensitivity sweep", factory=lambda: SweepConfig(mask_ratios=[0.25, 0.5], repeats=2, batch_size=128)
     )
@@ -189,3 +192,10 @@ class StudyConfig(Config):
             resume="auto",
             progress=self.progress,
         )
+
+    def ran(self) -> dict[str, Any]:
+        """The configuration as it runs, for ``study_config.yaml``: ``train`` without the keys the study sets per
+        run (they are the top-level ``data``, ``img_size``, ``model_kwargs``, ``seeds`` and ``out``)."""
+        values = self.to_dict()
+        values["train"] = {k: v for k, v in values["train"].items() if k not in STUDY_KEYS}
+        return values

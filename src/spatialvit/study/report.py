@@ -13,6 +13,7 @@ from ..report.stats import format_ci, mean_ci
 from ..report.tables import Row
 from .claims import CONCLUSIVE, HOLDS, NO_EFFECT, REFUTED, VERDICT_RULE
 from .config import StudyConfig
+from .provenance import budgets
 
 # The comparison table's columns in the report: "column: heading" (3 decimals; attention distance 2, img/s 0).
 SHOWN = dict(
@@ -210,10 +211,18 @@ def _setup(config: StudyConfig) -> str:
         else f"one seed ({config.seeds[0]}): no confidence interval can be given, and a difference between models is "
         "an anecdote, not a finding"
     )
+    t = config.train
+    limit = "every training image" if t.train_limit is None else f"train_limit {t.train_limit:,} training images"
+    shared = (
+        f"Shared `train` settings: {plural(t.epochs, 'epoch')}, {limit}, batch {t.batch_size}, lr {t.lr:g}, warm-up "
+        f"{t.warmup_epochs:g} epochs. "
+        if set(config.models) - set(config.checkpoints)
+        else ""
+    )
+    runs = " ".join(budgets(config))
     return (
-        f"Data `{config.data}` (img_size {config.img_size or 'native'}); {seeds}. Models trained for "
-        f"{plural(config.train.epochs, 'epoch')} (batch {config.train.batch_size}, lr {config.train.lr:g}) with the "
-        "shared `train` settings unless loaded from a checkpoint. Sensitivity: block shuffles on grids "
+        f"Data `{config.data}` (img_size {config.img_size or 'native'}); {seeds}. {shared}Training budget of every "
+        f"run, read from its checkpoint: {runs} Sensitivity: block shuffles on grids "
         f"{s.shuffle_grids}, block masks on grids {s.mask_grids or s.shuffle_grids} at ratios {s.mask_ratios} "
         f"({s.mask_fill} fill), "
         f"{s.repeats} draws each, on the test split{'' if s.limit is None else f' (first {s.limit} images)'}. The "
@@ -224,7 +233,7 @@ def _setup(config: StudyConfig) -> str:
 def _figures(
     rep: Report, config: StudyConfig, distances: list[Row], associations: list[Row], files: dict[str, Path]
 ) -> None:
-    error = "95 % CI over seeds" if len(config.seeds) > 1 else "standard error over the draws (one seed)"
+    error = "95 % CI over seeds, clipped to the possible range" if len(config.seeds) > 1 else "none (one seed)"
     rep.heading("Sensitivity")
     rep.image(
         files["sensitivity_png"], f"Test top-1 under block shuffles and masks; error bars: {error}; dotted: chance"

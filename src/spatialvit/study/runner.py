@@ -39,6 +39,7 @@ from .claims import CLAIMS, evaluate_claims, expand, validity
 from .config import StudyConfig
 from .executors import open_executor
 from .plots import plot_attention_distance, plot_attention_maps
+from .provenance import check_checkpoints, failed_start
 from .report import build_report, sweep_means
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,12 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     non-zero ranks."""
     out = Path(config.out)
     main = is_main_process()
-    if main and not config.resume:
-        claim_outputs(out, STUDY_FILES, overwrite=config.overwrite, resume_flag="--resume")
+    check_checkpoints(config)
+    if main and not config.resume:  # the leftovers of a study that failed before its first run do not block
+        claim_outputs(out, STUDY_FILES, overwrite=config.overwrite or failed_start(out), resume_flag="--resume")
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "study_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        (out / "study_config.yaml").write_text(yaml.safe_dump(config.ran(), sort_keys=False))
     probe = _probe_data(config)
     runs = _obtain_runs(config)
     if not main:
@@ -367,12 +369,9 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResu
     files |= {f"sweep_{k}": v for k, v in save_table(sweep_rows, out, "sweep").items()}
     summaries = [{"seed": seed, **res.summary()} for seed, res in analysis.sweeps]
     files |= {f"summary_{k}": v for k, v in save_table(summaries, out, "summary").items()}
-    several = len(config.seeds) > 1  # error bars: the CI over seeds, or (one seed) the SE over the draws
+    # error bars: the 95 % CI over seeds, drawn with two seeds or more (none for one seed)
     files["sensitivity_png"] = plot_sensitivity(
-        sweep_means(sweep_rows) if several else sweep_rows,
-        out / "sensitivity.png",
-        error="ci" if several else "se",
-        chance=1 / probe.num_classes,
+        sweep_means(sweep_rows), out / "sensitivity.png", error="ci", chance=1 / probe.num_classes
     )
     if analysis.distances:
         tables = save_table(analysis.distances, out, "attention_distance")

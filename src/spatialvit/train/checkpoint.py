@@ -11,6 +11,10 @@ A checkpoint is a dict with:
 - optional training state for ``--resume``: ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
   ``config``, ``metrics``
 - ``ema``: the ``state_dict`` of the model EMA, when the run kept one (``ema_decay``)
+
+What a checkpoint was trained on and for how long (its data spec, image size, epochs and train limit) is read by
+:func:`trained_on`; commands that take a checkpoint use it as their default data and refuse other data unless asked
+(:func:`check_data`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._text import plural
 from ..data import DatasetInfo
 from ..models import create_model
 from ..runtime import with_normalize
@@ -106,6 +111,75 @@ def classifier_from_checkpoint(
     logits."""
     model, info, _ = model_from_checkpoint(path, map_location, ema)
     return with_normalize(model, info.mean, info.std).eval(), info
+
+
+def trained_on(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What the checkpoint ``ckpt`` was trained on and for how long: ``data`` (the spec), ``img_size`` (the images'
+    ``(H, W)``), ``resize`` (the run's ``img_size`` option, ``None``: the data's own size), ``epochs`` (run),
+    ``schedule`` (epochs of its schedule) and ``train_limit`` (``None``: every training image). Checkpoints without a
+    training config (written by the library) give what their ``data_info`` and ``metrics`` hold."""
+    info = DatasetInfo.from_dict(ckpt["data_info"])
+    config = ckpt.get("config") or {}
+    epochs = ckpt.get("epoch", len(ckpt.get("metrics") or []) or None)
+    return {
+        "data": config.get("data") or info.name,
+        "img_size": tuple(info.img_size),
+        "resize": config.get("img_size"),
+        "epochs": epochs,
+        "schedule": config.get("epochs", epochs),
+        "train_limit": config.get("train_limit"),
+    }
+
+
+def describe_budget(trained: dict[str, Any]) -> str:
+    """``trained`` (of :func:`trained_on`) in words: ``"2 of 12 epochs on a random subset of 300 training images
+    (train_limit) of fashion_mnist at 28x28"``."""
+    epochs, schedule = trained["epochs"], trained["schedule"]
+    done = "epochs unknown" if epochs is None else plural(epochs, "epoch")
+    if epochs is not None and schedule is not None and schedule != epochs:
+        done = f"{epochs} of {plural(schedule, 'epoch')} (stopped early)"
+    limit = trained["train_limit"]
+    images = "every training image" if limit is None else f"a random subset of {limit:,} training images (train_limit)"
+    h, w = trained["img_size"]
+    return f"{done} on {images} of {trained['data']} at {h}x{w}"
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two dataset specs name the same data: the same name (``NAME:PATH`` may differ in its path), and for
+    the synthetic task the same parameters."""
+    name_a, name_b = a.partition(":")[0], b.partition(":")[0]
+    return a == b if name_a == name_b == "synthetic" else name_a == name_b
+
+
+def check_data(
+    path: str | os.PathLike,
+    ckpt: dict[str, Any],
+    data: str,
+    img_size: tuple[int, int] | None,
+    *,
+    other_data: bool = False,
+    flag: str = "--data",
+    size_flag: str = "--img-size",
+    allow_flag: str = "--other-data",
+) -> bool:
+    """Refuse to score the checkpoint at ``path`` on ``data`` at ``img_size`` (``(H, W)``; ``None``: unchecked)
+    when it was trained on other data or at another size, with a one-line ``ValueError`` naming both; ``other_data``
+    allows it (the caller says so in its output). Returns whether the data differs from the training data."""
+    trained = trained_on(ckpt)
+    differs, fixes = [], []
+    if not same_data(trained["data"], data):
+        differs.append(f"trained on {trained['data']!r}, {flag} is {data!r}")
+        fixes.append(f"leave out {flag} to use the checkpoint's own data")
+    if img_size is not None and tuple(img_size) != trained["img_size"]:
+        (h, w), (hh, ww) = trained["img_size"], img_size
+        differs.append(f"trained at {h}x{w}, the data here is {hh}x{ww}")
+        fixes.append(f"use {size_flag} {h}" if h == w else f"load the data at {h}x{w}")
+    if differs and not other_data:
+        raise ValueError(
+            f"checkpoint {str(path)!r} was {'; '.join(differs)}: {' and '.join(fixes)}, or pass {allow_flag} to "
+            "score it on other data on purpose"
+        )
+    return bool(differs)
 
 
 def _looks_like(path: Path) -> str | None:

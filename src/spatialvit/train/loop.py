@@ -33,9 +33,10 @@ from .._text import plural
 from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
+from ..models.registry import sizes_that_build
 from ..report.tables import save_table
 from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import check_data, load_checkpoint, model_from_checkpoint, save_checkpoint, trained_on
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
 from .ema import ModelEma
@@ -59,8 +60,12 @@ RUNTIME_KEYS = frozenset(
         "threads",
     }
 )
-# What a run writes into its folder (``summary.*`` comes from the CLI): the files an earlier run leaves behind.
-RUN_FILES = ("config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*")
+# What a run writes into its folder (``summary.*`` comes from the CLI) and what `spatialvit eval` writes beside it by
+# default (``eval.*``, ``eval_ema.*``, ``eval_*/`` folders): the files an earlier run leaves behind.
+RUN_FILES = (
+    "config.yaml", "metrics.*", "summary.*", "last.pt", "best.pt", "epoch_*.pt", "events.out.tfevents.*",
+    "eval.*", "eval_ema.*", "eval_*/",
+)  # fmt: skip
 # Names (or name endings) of parameters that get no weight decay, besides every 0-d/1-d tensor.
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "token")
 # The test metrics of an epoch; with a model EMA each also as NAME_ema, for the averaged weights.
@@ -138,6 +143,8 @@ def fit(config: TrainConfig) -> FitResult:
     :class:`NonFiniteLossError` when the loss diverges.
     """
     run, resume_from = _setup(config)
+    if run.ctx.is_main and run.config.warmup_epochs >= run.config.epochs:
+        log.warning(schedule_warning(run.config))
     if resume_from is not None:
         _resume(run, resume_from)
     writer = _prepare_run_dir(run)
@@ -361,16 +368,20 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = False,
     ema: bool = False,
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """Score the checkpoint at ``path`` (its model EMA with ``ema``) on ``split`` of ``data`` (default: the data it
-    was trained on).
+    was trained on; other data is refused unless ``other_data``).
 
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
-    Returns ``{"checkpoint", "data", "split", "loss", "top1", "top5", "n"}``.
+    Returns ``{"checkpoint", "weights" ("raw" or "EMA"), "data", "trained_on", "split", "loss", "top1", "top5",
+    "n"}``.
     """
     dev = resolve_device(device)
     model, info, ckpt = model_from_checkpoint(path, map_location=dev, ema=ema)
-    data = data or ckpt.get("config", {}).get("data") or info.name
+    trained = trained_on(ckpt)
+    data = data or trained["data"]
+    check_data(path, ckpt, data, None, other_data=other_data)
     dataset = load_dataset(data, split, info.img_size[0] if info.img_size[0] == info.img_size[1] else None)
     got = dataset.info
     if (got.num_classes, got.in_chans, tuple(got.img_size)) != (info.num_classes, info.in_chans, tuple(info.img_size)):
@@ -382,7 +393,8 @@ def evaluate_checkpoint(
     net = with_normalize(model, info.mean, info.std).to(dev)
     loader = DataLoader(dataset, batch_size, pin_memory=dev.type == "cuda")
     scores = evaluate(net, loader, dev, progress=progress)
-    return {"checkpoint": str(path), "data": data, "split": split, **scores}
+    row = {"checkpoint": str(path), "weights": "EMA" if ema else "raw", "data": data, "trained_on": trained["data"]}
+    return row | {"split": split, **scores}
 
 
 def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict[str, Any]]:
@@ -411,7 +423,11 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> tuple[nn.Module, dict
     try:
         return create_model(config.model, **kwargs), kwargs
     except ValueError as err:
-        raise ValueError(f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}") from err
+        valid = sizes_that_build(config.model, size[0], **{**kwargs, "img_size": None}) if size[0] == size[1] else []
+        hint = f"; sizes near {size[0]} that work: {', '.join(map(str, valid))} (--img-size N)" if valid else ""
+        raise ValueError(
+            f"cannot build {config.model!r} for {size[0]}x{size[1]} {info.name} images: {err}{hint}"
+        ) from err
     except TypeError as err:
         raise ValueError(f"model {config.model!r} does not take these arguments (check model_kwargs): {err}") from err
 
@@ -451,6 +467,15 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int, peak_lr: float | None
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
+
+
+def schedule_warning(config: TrainConfig) -> str:
+    """The warning for a warm-up as long as the schedule: the learning rate only rises and never decays."""
+    return (
+        f"warning: the warm-up ({config.warmup_epochs:g} epochs) covers the whole {plural(config.epochs, 'epoch')} "
+        "schedule: the learning rate rises to its peak and never decays. Use a shorter --warmup-epochs (e.g. "
+        f"{config.epochs / 4:g}) or more --epochs"
+    )
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -541,7 +566,11 @@ def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> N
     saved = TrainConfig.from_dict(ckpt["config"])
     changes = describe_changes(saved.to_dict(), config.to_dict(), ignore=RUNTIME_KEYS)
     if changes:
-        raise ValueError(f"cannot resume {str(path)!r} with a different config ({changes})")
+        raise ValueError(
+            f"cannot resume {str(path)!r} with a different config ({changes}). To go on: resume with the "
+            "checkpoint's settings (leave out what changed), start again with --overwrite (deletes the run), or "
+            "train into another --out"
+        )
 
 
 def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
