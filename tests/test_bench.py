@@ -150,6 +150,8 @@ def test_cli_study_help_and_flags(capsys):
             "2",
             "--checkpoint",
             "resnet_small=a.pt",
+            "--data",
+            "digits",
             "--out",
             "x",
         ]

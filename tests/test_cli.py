@@ -46,7 +46,7 @@ def test_python_m_spatialvit_train_then_eval(tmp_path, capsys):
 
     assert main(["eval", "--checkpoint", str(run / "last.pt"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "| checkpoint | data | split | loss | top1 | top5 | n |" in out
+    assert "| checkpoint | weights | data |" in out and "| split | loss | top1 | top5 | n |" in out
     top1 = float(row.split(",")[5])
     assert f"| {top1:.2f} |" in out  # eval of the checkpoint reproduces the top-1 logged by training
     assert (run / "eval.csv").is_file()

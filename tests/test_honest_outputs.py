@@ -102,7 +102,7 @@ def test_a_study_that_failed_at_its_first_step_does_not_block_a_rerun(tmp_path):
         run_study(bad)
     assert (tmp_path / "study_config.yaml").is_file() and failed_start(tmp_path)
     good = tiny(tmp_path, models=["vit_micro_patch4"], img_size=8, sensitivity={"shuffle_grids": [2], "mask_ratios": [],
-                "repeats": 1, "limit": 16})  # fmt: skip
+                "repeats": 1, "limit": 16}, claim_grids=[2])  # fmt: skip
     assert run_study(good).per_seed  # not refused as "already holds the output of an earlier run"
     assert not failed_start(tmp_path)  # a study with a finished run is protected again
 

@@ -261,6 +261,8 @@ def test_eval_on_data_of_another_shape_is_refused(tmp_path, linear):
 
     result = fit(tiny(tmp_path, epochs=1, **linear))
     with pytest.raises(ValueError, match="expects 10 classes of 1-channel 8x8 images but '_test_three_classes' has 3"):
+        evaluate_checkpoint(result.last_checkpoint, data="_test_three_classes", other_data=True)
+    with pytest.raises(ValueError, match="was trained on 'digits', --data is '_test_three_classes'"):
         evaluate_checkpoint(result.last_checkpoint, data="_test_three_classes")
 
 

@@ -34,6 +34,9 @@ assoc_auc: assoc. AUC
 train_img_s: train img/s
 infer_img_s: infer img/s""".splitlines()
 )
+# Shown in the report's second comparison table (with params, epochs, flips and cost), the rest in the first.
+ATTENTION_COLUMNS = ("attn_dist_px", "prior_dist_px", "rate_spread", "assoc_mass", "assoc_auc", "train_img_s",
+                     "infer_img_s")  # fmt: skip
 DIGITS = {"attn_dist_px": 2, "prior_dist_px": 2, "train_img_s": 0, "infer_img_s": 0}
 SETTING = ("model", "kind", "grid", "blocks", "ratio", "fill", "aligned")
 
@@ -133,7 +136,10 @@ def build_report(
     rep = Report(f"spatialvit study: {config.data}")
     rep.paragraph(_setup(config))
     rep.heading("Comparison")
-    rep.table(shown_comparison(comparison))
+    shown = shown_comparison(comparison)
+    attention = ("params", "epochs", "shuffle flips", "mask flips", *(SHOWN[c] for c in ATTENTION_COLUMNS))
+    rep.table([{k: v for k, v in r.items() if k not in attention} for r in shown])
+    rep.table([{k: v for k, v in r.items() if k == "model" or k in attention} for r in shown])
     rep.paragraph(
         "test top-1: accuracy on the whole test split at the end of training (the run's own evaluation); clean "
         "top-1 (swept images): on the test images the sweep used (all of them unless sensitivity.limit is set). "
