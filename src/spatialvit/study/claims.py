@@ -256,7 +256,7 @@ def evaluate_claims(
     out: list[Row] = []
     tests: list[Outcome | None] = []
     for claim in claims:
-        if claim.model not in roles or (claim.reference is not None and claim.reference not in roles):
+        if not _in(claim, roles):
             continue
         model = roles[claim.model]
         reference = roles[claim.reference] if claim.reference is not None else None
