@@ -48,7 +48,7 @@ def test_python_m_spatialvit_train_then_eval(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| checkpoint | weights | data |" in out and "| split | loss | top1 | top5 | n |" in out
     top1 = float(row.split(",")[5])
-    assert f"| {top1:.2f} |" in out  # eval of the checkpoint reproduces the top-1 logged by training
+    assert f"| {top1:.4f} |" in out  # eval of the checkpoint reproduces the top-1 logged by training
     assert (run / "eval.csv").is_file()
 
 
@@ -58,7 +58,7 @@ def test_eval_ema_scores_the_model_ema_and_refuses_a_checkpoint_without_one(tmp_
     logged = json.loads((run / "metrics.json").read_text())[-1]
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "last.pt"), "--ema", "--out", str(tmp_path / "ema")]) == 0
-    assert f"| {logged['test_top1_ema']:.2f} |" in capsys.readouterr().out
+    assert f"| {logged['test_top1_ema']:.4f} |" in capsys.readouterr().out
     plain = tmp_path / "plain"
     assert main(["train", *TINY_ARGS, "--out", str(plain)]) == 0
     capsys.readouterr()

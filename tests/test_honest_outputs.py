@@ -3,6 +3,7 @@ run's real training budget, the saved study config is the one that ran, evaluati
 their run, plots keep to the possible range, and the quick-study flags and hints a new user needs."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from spatialvit.data import load_dataset
 from spatialvit.models import create_model
 from spatialvit.study import StudyConfig, run_study
 from spatialvit.study.provenance import failed_start
-from spatialvit.train import TrainConfig, save_checkpoint
+from spatialvit.train import TrainConfig, load_checkpoint, save_checkpoint
+from spatialvit.train.checkpoint import ACCURACY_KEYS
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,7 +40,7 @@ def fashion_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fashion") / "last.pt"
     model = create_model("vit_micro_patch4", **kwargs)
     state = {"model_name": "vit_micro_patch4", "model_kwargs": kwargs, "model": model.state_dict(), "data_info": info}
-    metrics = [{"epoch": k, "test_top1": 59.0, "epoch_time_s": 1.0, "img_per_s": 100.0} for k in (1, 2)]
+    metrics = [{"epoch": k, "test_top1": 0.59, "epoch_time_s": 1.0, "img_per_s": 100.0} for k in (1, 2)]
     save_checkpoint(path, state | {"epoch": 2, "config": config.to_dict(), "metrics": metrics})
     return path
 
@@ -90,6 +92,9 @@ def test_other_data_on_purpose_the_report_says_so_and_states_every_budget(fashio
         "`resnet_small`: trained for 1 epoch on a random subset of 100 training images (train_limit) of digits "
         "at 16x16" in head
     )
+    # the loaded model's test top-1 (its own evaluation, on Fashion-MNIST) is not shown as a digits accuracy
+    rows = {r["model"]: r for r in json.loads((tmp_path / "comparison_seeds.json").read_text())}
+    assert rows["vit_micro_patch4"]["test_acc1"] is None and 0 <= rows["resnet_small"]["test_acc1"] <= 1
     saved = yaml.safe_load((tmp_path / "study_config.yaml").read_text())
     assert not {"model", "data", "img_size", "model_kwargs", "seed", "out", "resume"} & set(saved["train"])
     assert saved["train"]["train_limit"] == 100 and saved["data"] == "digits" and saved["other_data"] is True
@@ -164,3 +169,29 @@ def test_models_flops_reports_progress(capsys):
     captured = capsys.readouterr()
     assert "measuring the GMACs of 1 model " in captured.err and "1/1 models measured" in captured.err
     assert "GMACs" in captured.out
+
+
+def test_accuracies_are_fractions_everywhere_and_older_percent_checkpoints_are_converted(tmp_path, capsys, caplog):
+    """One unit: train's console line, metrics table and checkpoint, eval's table and the study all give accuracy as
+    a fraction in [0, 1]; a checkpoint written with percentages (no ``accuracy_unit``) reads back as fractions."""
+    run = tmp_path / "run"
+    caplog.set_level(logging.INFO)
+    assert main(["train", *TINY_ARGS, "--out", str(run)]) == 0
+    logged = json.loads((run / "metrics.json").read_text())[-1]
+    assert 0 <= logged["train_acc"] <= 1 and 0 <= logged["test_top1"] <= logged["test_top5"] <= 1
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/"))
+    assert f"top-1 {logged['test_top1']:.4f}" in line and "%" not in line
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["accuracy_unit"] == "fraction"
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert "as fractions" in out and f"| {logged['test_top1']:.4f} |" in out
+    # an older checkpoint: the same metrics in percent, without the unit key
+    old = {k: v for k, v in ckpt.items() if k != "accuracy_unit"}
+    old["metrics"] = [{k: v * 100 if k in ACCURACY_KEYS and v is not None else v for k, v in row.items()}
+                      for row in ckpt["metrics"]]  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    back = load_checkpoint(tmp_path / "old.pt")["metrics"][-1]
+    assert back["test_top1"] == pytest.approx(logged["test_top1"]) and back["train_acc"] == pytest.approx(
+        logged["train_acc"]
+    )

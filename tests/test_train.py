@@ -71,7 +71,7 @@ def linear() -> dict:
 def test_one_epoch_on_digits_beats_chance(tmp_path):
     result = fit(tiny(tmp_path, epochs=1))
     (row,) = result.history
-    assert row["test_top1"] > 40.0  # chance is 10%
+    assert row["test_top1"] > 0.4  # chance is 0.1
     assert row["test_top5"] >= row["test_top1"]
     run = result.run_dir
     for name in ("config.yaml", "metrics.csv", "metrics.json", "metrics.md", "last.pt", "best.pt"):
@@ -346,7 +346,7 @@ def test_ddp_two_ranks_on_gloo(tmp_path):
     # Metrics are all-reduced: both ranks report the same numbers, over the whole test split.
     keys = ("train_loss", "train_acc", "test_loss", "test_top1", "test_top5")
     assert [r0["history"][0][k] for k in keys] == [r1["history"][0][k] for k in keys]
-    assert r0["history"][0]["test_top1"] > 20.0
+    assert r0["history"][0]["test_top1"] > 0.2
     # DDP keeps the replicas in step, and rank 0 alone wrote the checkpoints.
     assert _states_equal(r0["model"], r1["model"])
     ckpt = load_checkpoint(out / "last.pt")

@@ -16,10 +16,10 @@ spatialvit eval --checkpoint runs/digits/best.pt --data fashion_mnist --other-da
 DESCRIPTION = """\
 evaluate a checkpoint on a dataset
 
-Evaluate a checkpoint written by `spatialvit train`: cross-entropy loss, top-1 and top-5 accuracy (%)
-on a split of a dataset, with the images resized to the model's input size and normalised with the
-training statistics stored in the checkpoint. The data defaults to what the checkpoint was trained on;
-other data is refused unless --other-data asks for it. Accuracies are percentages. The table (its
+Evaluate a checkpoint written by `spatialvit train`: cross-entropy loss, top-1 and top-5 accuracy on a split of a
+dataset, with the images resized to the model's input size and normalised with the training statistics stored in
+the checkpoint. The data defaults to what the checkpoint was trained on; other data is refused unless --other-data
+asks for it. Accuracies are fractions in [0, 1], as in every spatialvit output. The table (its
 weights column says raw or EMA) is printed and saved as eval.csv/.json/.md (eval_ema.* with --ema).
 """
 
@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.split, args.batch_size, args.device, not args.no_progress, args.ema,
         args.other_data,
     )  # fmt: skip
-    paths = save_table([row], out, name, digits=2)
+    paths = save_table([row], out, name, digits=4)
     weights = "the model EMA" if args.ema else "the raw weights"
     differs = not same_data(row["trained_on"], row["data"])
     other = f" (trained on {row['trained_on']}: other data, --other-data)" if differs else ""
-    print(f"{weights} of {args.checkpoint} on the {args.split} split of {row['data']}{other}; top-1/top-5 in %")
-    print(markdown_table([row], digits=2))
+    print(f"{weights} of {args.checkpoint} on the {args.split} split of {row['data']}{other}; top-1/top-5 as fractions")
+    print(markdown_table([row], digits=4))
     print(f"\nsaved {paths['csv']} (.json, .md)")
     return 0

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         f"\n{config.model} on {config.data}: {plural(len(result.history), 'epoch')}, {total:.1f}s of training and "
         "evaluation"
     )
-    print(markdown_table(result.summary(), digits=2))
+    print(markdown_table(result.summary(), digits=4))
     print(f"\nrun folder: {result.run_dir}  (checkpoints last.pt and best.pt, metrics.csv, config.yaml)")
     return 0
 

@@ -305,14 +305,18 @@ def _in(claim: Claim, roles: Mapping[str, str]) -> bool:
     return claim.model in roles and (claim.reference is None or claim.reference in roles)
 
 
-def validity(rows: Sequence[Row], chance: float, column: str = "test_acc1") -> dict[str, str]:
-    """The validity gate: models whose ``column`` over seeds is not clearly above chance — the lower end of its 95 %
-    interval (or its single value) at most :data:`GATE` of the way from ``chance`` to 1 — or not finite, with the
-    reason."""
+def validity(
+    rows: Sequence[Row], chance: float, column: str = "test_acc1", fallback: str = "clean_acc1"
+) -> dict[str, str]:
+    """The validity gate: models whose ``column`` over seeds (``fallback`` where a model has none, e.g. a checkpoint
+    scored on other data) is not clearly above chance — the lower end of its 95 % interval (or its single value) at
+    most :data:`GATE` of the way from ``chance`` to 1 — or not finite, with the reason."""
     floor = chance + GATE * (1 - chance)
     out: dict[str, str] = {}
     for model in dict.fromkeys(r["model"] for r in rows):
-        values = [r.get(column) for r in rows if r["model"] == model]
+        mine = [r for r in rows if r["model"] == model]
+        column = column if any(r.get(column) is not None for r in mine) else fallback
+        values = [r.get(column) for r in mine]
         if any(v is not None and not math.isfinite(v) for v in values):
             out[model] = f"{model}: {column} not finite (the run diverged)"
             continue

@@ -34,7 +34,7 @@ from ..report.sensitivity_plots import plot_sensitivity
 from ..report.stats import differences, summarise
 from ..report.tables import save_table
 from ..runtime import claim_outputs, is_main_process, resolve_device, split_classifier, with_normalize
-from ..train.checkpoint import model_from_checkpoint
+from ..train.checkpoint import model_from_checkpoint, same_data, trained_on
 from .claims import CLAIMS, evaluate_claims, expand, validity
 from .config import StudyConfig
 from .executors import open_executor
@@ -232,9 +232,10 @@ def _analyse(
     summary = res.summary()
     row: dict[str, Any] = {"model": name, "seed": seed, "source": source}
     row |= {"params": sum(p.numel() for p in clf.parameters()), "epochs": len(history) or None}
-    # top-1 on the whole test split from the run's own final evaluation; clean_acc1: on the images the sweep used
-    last = history[-1] if history else {}
-    row["test_acc1"] = last["test_top1"] / 100 if last.get("test_top1") is not None else None
+    # top-1 on the whole test split from the run's own final evaluation (none for a checkpoint scored on other data:
+    # that evaluation was on its training data); clean_acc1: on the images the sweep used
+    last = history[-1] if history and same_data(trained_on(ckpt)["data"], config.data) else {}
+    row["test_acc1"] = last.get("test_top1")
     row |= {"clean_acc1": res.clean_acc1}
     row |= {k: summary.get(k) for k in ("ssi_shuffle", "ssi_mask")}
     # SSI of a model that falls to chance (1/classes) under every perturbation: the scale's top for this model.

@@ -11,6 +11,8 @@ A checkpoint is a dict with:
 - optional training state for ``--resume``: ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``rng``,
   ``config``, ``metrics``
 - ``ema``: the ``state_dict`` of the model EMA, when the run kept one (``ema_decay``)
+- ``accuracy_unit``: ``"fraction"``: the accuracies in ``metrics`` are fractions in ``[0, 1]`` (checkpoints
+  without the key stored percentages; :func:`load_checkpoint` converts them)
 
 What a checkpoint was trained on and for how long (its data spec, image size, epochs and train limit) is read by
 :func:`trained_on`; commands that take a checkpoint use it as their default data and refuse other data unless asked
@@ -33,6 +35,10 @@ from ..models import create_model
 from ..runtime import with_normalize
 
 FORMAT = "spatialvit-checkpoint-v1"
+# Accuracies are fractions in [0, 1] everywhere (console, tables, checkpoints); checkpoints written before the key
+# existed hold percentages in their metrics, under these names.
+ACCURACY_UNIT = "fraction"
+ACCURACY_KEYS = ("train_acc", "test_top1", "test_top5", "test_top1_ema", "test_top5_ema")
 # Checkpoints of other commands, by kind or model_name: what they are and which command reads them.
 OTHER_CHECKPOINTS = {
     "denoiser": "a denoiser checkpoint of `spatialvit generate train`, not a classifier: score it with "
@@ -49,7 +55,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save({"format": FORMAT, "accuracy_unit": ACCURACY_UNIT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -84,7 +90,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ("model_name", "model_kwargs", "model", "data_info") if k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
+    if ckpt.get("metrics") and ckpt.get("accuracy_unit") != ACCURACY_UNIT:  # percentages: an older checkpoint
+        ckpt["metrics"] = [_percent_to_fraction(row) for row in ckpt["metrics"]]
+        ckpt["accuracy_unit"] = ACCURACY_UNIT
     return ckpt
+
+
+def _percent_to_fraction(row: dict[str, Any]) -> dict[str, Any]:
+    """One metrics row of an older checkpoint with its accuracies (%) as fractions."""
+    return {k: v / 100 if k in ACCURACY_KEYS and v is not None else v for k, v in row.items()}
 
 
 def model_from_checkpoint(

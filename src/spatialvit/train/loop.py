@@ -163,7 +163,7 @@ def fit(config: TrainConfig) -> FitResult:
     if run.ctx.is_main:
         if writer is not None:
             writer.close()
-        save_table(result.summary(), run.run_dir, "summary", digits=2)
+        save_table(result.summary(), run.run_dir, "summary", digits=4)
     return result
 
 
@@ -330,7 +330,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Score ``model`` (``[B, C, H, W]`` inputs as the loader gives them -> logits) on ``loader``.
 
-    Returns ``{"loss": mean cross-entropy, "top1": %, "top5": %, "n": images}``, summed over all ranks when
+    Returns ``{"loss": mean cross-entropy, "top1", "top5" (fractions in [0, 1]), "n": images}``, summed over all
+    ranks when
     ``ctx`` is distributed (each rank then holds a disjoint shard).
     """
     ctx = ctx or DistContext()
@@ -356,8 +357,8 @@ def evaluate(
     loss_sum, top1, top5, n = ctx.all_reduce_sum([loss_sum, top1, top5, n], device)
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    top5_pct = 100.0 * top5 / n if classes > 5 else None  # top-k only where k < classes (else always 100 %)
-    return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": top5_pct, "n": int(n)}
+    top5_frac = top5 / n if classes > 5 else None  # top-k only where k < classes (else always 1)
+    return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5_frac, "n": int(n)}
 
 
 def evaluate_checkpoint(
@@ -491,7 +492,7 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 
 def _train_epoch(run: _Session, batches: Iterable, aug_gen: torch.Generator, epoch: int) -> dict[str, float]:
-    """One pass over the training data; returns ``{"loss", "acc" (%), "n"}`` summed over ranks."""
+    """One pass over the training data; returns ``{"loss", "acc" (a fraction), "n"}`` summed over ranks."""
     net, optimizer, config, device, ctx = run.forward, run.optimizer, run.config, run.device, run.ctx
     net.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -522,7 +523,7 @@ def _train_epoch(run: _Session, batches: Iterable, aug_gen: torch.Generator, epo
         if hasattr(batches, "set_postfix"):
             batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     loss_sum, correct, n = ctx.all_reduce_sum([loss_sum, correct, n], device)
-    return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "n": n}
+    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
 
 
 def _loaders(
@@ -550,11 +551,11 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     """One line per epoch: training loss and accuracy, test metrics when evaluated, time and throughput."""
     test = "not evaluated (eval_every)"
     if row["test_top1"] is not None:
-        ema = f" (EMA {row['test_top1_ema']:.2f}%)" if row.get("test_top1_ema") is not None else ""
-        top5 = f" top-5 {row['test_top5']:.2f}%" if row["test_top5"] is not None else ""
-        test = f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}%{ema}{top5}"
+        ema = f" (EMA {row['test_top1_ema']:.4f})" if row.get("test_top1_ema") is not None else ""
+        top5 = f" top-5 {row['test_top5']:.4f}" if row["test_top5"] is not None else ""
+        test = f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.4f}{ema}{top5}"
     return (
-        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  {test}  "
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  {test}  "
         f"{row['epoch_time_s']:.1f}s ({row['img_per_s']:.0f} img/s)"
     )
 
