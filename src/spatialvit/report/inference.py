@@ -92,3 +92,66 @@ def seeds_for_power(effect: float, sd: float, alpha: float, power: float = 0.8) 
         else:
             low = mid + 1
     return low
+
+
+# Anytime-valid tests: the scale-invariant normal-mixture e-value (the sequential t-test of Lai 1976; Wang and Ramdas,
+# "Anytime-valid t-tests and confidence sequences for Gaussian means with unknown variance", Sequential Analysis
+# 2025; Pérez-Ortiz, Lardy, de Heide and Grünwald, "E-statistics, group invariance and anytime-valid testing",
+# Annals of Statistics 2024). Under H0 (mean = value, any variance) it is a nonnegative martingale in the number of
+# values, so by Ville's inequality P(it ever reaches 1/u) <= u: 1 / its running maximum is a p-value that stays valid
+# however the decision to add values or to stop depends on what was seen.
+MIXTURE_G = 2.0  # prior variance of the standardised effect (mean - value) / sd in the mixture: see docs/study.md
+
+
+def log_e_value(diff: ArrayLike, sd: ArrayLike, n: int, g: float = MIXTURE_G) -> Any:
+    """log of the mixture e-value against ``mean = value`` from ``n`` values whose mean minus ``value`` is ``diff``
+    and whose standard deviation is ``sd`` (elementwise): with ``t`` the one-sample t statistic and ``ν = n − 1``,
+    ``E = (1 + n g)^(-1/2) · ((1 + t²/ν) / (1 + t²/(ν (1 + n g))))^(n/2)`` (the Bayes factor of a N(0, g) prior on the
+    standardised effect, with the scale integrated out under dσ/σ). Needs ``n >= 2`` (``NaN`` otherwise); ``sd`` 0
+    gives its limit ``(1 + n g)^((n − 1)/2)`` (``diff`` 0 and ``sd`` 0: no evidence)."""
+    diff, sd = np.asarray(diff, dtype=float), np.asarray(sd, dtype=float)
+    if n < 2:
+        return np.full(np.broadcast(diff, sd).shape, np.nan)[()]
+    nu = n - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t2 = np.where(diff == 0, 0.0, n * diff**2 / sd**2)
+        grow = np.where(np.isinf(t2), np.log1p(n * g), np.log1p(t2 / nu) - np.log1p(t2 / (nu * (1 + n * g))))
+    return (-0.5 * np.log1p(n * g) + n / 2 * grow)[()]
+
+
+def _anytime(diff: ArrayLike, sd: ArrayLike, n: int, upper: bool) -> Any:
+    """Anytime-valid p-value of ``mean > value`` (``upper``) or ``mean < value`` from the e-value at ``value``:
+    ``min(1, 1/E)`` where the mean lies on that side, else 1 (the nulls ``mean <= value`` hold the values nearest
+    the data at ``value``, where E is smallest)."""
+    diff = np.asarray(diff, dtype=float)
+    p = np.minimum(1.0, np.exp(-log_e_value(diff, sd, n)))
+    return np.where(diff > 0 if upper else diff < 0, p, 1.0)[()] if n >= 2 else p
+
+
+def av_p_greater(sample: Interval, value: float) -> Any:
+    """Anytime-valid p-value of ``H0: mean <= value`` against ``mean > value`` at one look (arrays as
+    :func:`p_greater`); the running minimum over the looks is the sequential p-value."""
+    return _anytime(np.asarray(sample.mean) - value, sample.sd, sample.n, upper=True)
+
+
+def av_p_less(sample: Interval, value: float) -> Any:
+    """Anytime-valid p-value of ``H0: mean >= value`` against ``mean < value`` at one look."""
+    return _anytime(np.asarray(sample.mean) - value, sample.sd, sample.n, upper=False)
+
+
+def av_tost(sample: Interval, low: float, high: float) -> Any:
+    """Anytime-valid p-value of ``H0: mean <= low or mean >= high`` (the larger of the two one-sided ones)."""
+    return np.maximum(av_p_greater(sample, low), av_p_less(sample, high))
+
+
+def prefix_samples(values: np.ndarray) -> list[Interval]:
+    """The samples of the looks: for ``values`` ``[..., N]`` (per-seed values in the order they were added, any
+    leading batch shape), the mean and sd of the first ``k`` values for ``k = 2..N`` as :class:`Interval` s of
+    arrays (``low``/``high``/``half_width`` not filled: the tests read mean, sd and n)."""
+    values = np.asarray(values, dtype=float)
+    out = []
+    for k in range(2, values.shape[-1] + 1):
+        head = values[..., :k]
+        mean, sd = head.mean(-1), head.std(-1, ddof=1)
+        out.append(Interval(mean, math.nan, math.nan, math.nan, k, sd))  # type: ignore[arg-type]
+    return out

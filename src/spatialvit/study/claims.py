@@ -18,7 +18,18 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import t
 
-from ..report.inference import holm, p_greater, p_less, seeds_for_power, tost
+from ..report.inference import (
+    MAX_SEEDS,
+    av_p_greater,
+    av_p_less,
+    av_tost,
+    holm,
+    p_greater,
+    p_less,
+    prefix_samples,
+    seeds_for_power,
+    tost,
+)
 from ..report.stats import Interval, by_seed, mean_ci
 from ..report.tables import Row
 
@@ -36,6 +47,8 @@ NOT_VALID = "not valid: model not trained"
 CONCLUSIVE = (HOLDS, REFUTED, NO_EFFECT)
 
 Kind = Literal["superiority", "non-inferiority", "equivalence"]
+Rule = Literal["fixed", "sequential"]
+RULES = ("fixed", "sequential")
 KINDS: dict[str, str] = {
     "superiority": "X − Y > 0",
     "non-inferiority": "X − Y > −δ",
@@ -154,17 +167,21 @@ class Outcome:
     p: float
 
 
-def conclusions(kind: Kind, delta: float) -> dict[str, Callable[[Interval], Any]]:
+def conclusions(kind: Kind, delta: float, rule: Rule = "fixed") -> dict[str, Callable[[Interval], Any]]:
     """The one-sided p-value of each conclusion a claim of ``kind`` can reach (``refuted`` of an equivalence claim is
-    two conclusions, one per side); each takes an :class:`Interval` whose mean and sd may be arrays."""
+    two conclusions, one per side); each takes an :class:`Interval` whose mean and sd may be arrays. ``rule``
+    ``"sequential"``: the anytime-valid p-values of one look (:func:`~spatialvit.report.inference.av_p_greater`)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+    greater, less, two = (av_p_greater, av_p_less, av_tost) if rule == "sequential" else (p_greater, p_less, tost)
     if kind == "superiority":
-        return {HOLDS: lambda s: p_greater(s, 0.0), REFUTED: lambda s: p_less(s, 0.0),
-                NO_EFFECT: lambda s: tost(s, -delta, delta)}  # fmt: skip
+        return {HOLDS: lambda s: greater(s, 0.0), REFUTED: lambda s: less(s, 0.0),
+                NO_EFFECT: lambda s: two(s, -delta, delta)}  # fmt: skip
     if kind == "non-inferiority":
-        return {HOLDS: lambda s: p_greater(s, -delta), REFUTED: lambda s: p_less(s, -delta)}
+        return {HOLDS: lambda s: greater(s, -delta), REFUTED: lambda s: less(s, -delta)}
     if kind == "equivalence":
-        return {HOLDS: lambda s: tost(s, -delta, delta),
-                REFUTED: lambda s: np.minimum(p_greater(s, delta), p_less(s, -delta))}  # fmt: skip
+        return {HOLDS: lambda s: two(s, -delta, delta),
+                REFUTED: lambda s: np.minimum(greater(s, delta), less(s, -delta))}  # fmt: skip
     raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
 
 
@@ -175,6 +192,41 @@ def claim_outcomes(sample: Interval, kind: Kind, delta: float) -> tuple[np.ndarr
     ps = np.stack([np.broadcast_to(f(sample), np.shape(sample.mean)) for f in tests.values()])
     best = ps.argmin(0)
     return np.array(list(tests))[best], np.minimum(1.0, 2 * ps.min(0))
+
+
+def sequential_outcomes(values: np.ndarray, kind: Kind, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(leaning, p)`` of the sequential rule for per-seed values ``[..., N]`` in the order the seeds were added
+    (any leading batch shape: one entry per study in the simulations): each conclusion's anytime-valid p-value at
+    every look k = 2..N, its running minimum (valid however the looks stopped), and the smallest over the conclusions
+    with the conclusion it belongs to. All conclusions of a claim share one e-value, so the smallest needs no
+    doubling: a wrong conclusion at level u means the e-value at the true mean reached 1/u."""
+    tests = conclusions(kind, delta, "sequential")
+    best: np.ndarray | None = None
+    for sample in prefix_samples(values):
+        ps = np.stack([np.broadcast_to(f(sample), np.shape(sample.mean)) for f in tests.values()])
+        best = ps if best is None else np.minimum(best, ps)
+    if best is None:
+        raise ValueError("the sequential rule needs at least 2 values per claim")
+    return np.array(list(tests))[best.argmin(0)], best.min(0)
+
+
+def sequential_seeds(sample: Interval, kind: Kind, delta: float, level: float) -> dict[str, int | None]:
+    """Seeds (in total) at which the sequential rule would reach ``level`` if the mean and sd of ``sample`` stayed as
+    observed: ``effect`` for the conclusion the observed effect points to (as :func:`seeds_needed`), ``delta`` for a
+    margin conclusion it lies in; ``None`` where the observed effect lies in no conclusion's region, or beyond
+    :data:`~spatialvit.report.inference.MAX_SEEDS`."""
+    tests = conclusions(kind, delta, "sequential")
+    margin = NO_EFFECT if kind == "superiority" else HOLDS if kind == "equivalence" else None
+    out: dict[str, int | None] = {"effect": None, "delta": None}
+    for n in range(max(sample.n + 1, 2), MAX_SEEDS + 1):
+        at = replace(sample, n=n)
+        for name, test in tests.items():
+            key = "delta" if name == margin else "effect"
+            if out[key] is None and float(test(at)) <= level:
+                out[key] = n
+        if out["effect"] is not None and (out["delta"] is not None or margin is None or abs(sample.mean) >= delta):
+            break
+    return out
 
 
 def claim_outcome(sample: Interval, kind: Kind, delta: float) -> Outcome:
@@ -220,8 +272,12 @@ def expand(claims: Sequence[Claim], grids: Sequence[str]) -> list[Claim]:
     return [x for c in claims for x in ([c.at_grid(g) for g in grids] if c.per_grid else [c])]
 
 
-def _sample(rows: Sequence[Row], claim: Claim, model: str, reference: str | None) -> Interval | None:
-    """Per-seed values of the claim's measure (paired by seed); ``None`` when none was measured."""
+def _sample(
+    rows: Sequence[Row], claim: Claim, model: str, reference: str | None, rule: Rule = "fixed"
+) -> list[float] | None:
+    """Per-seed values of the claim's measure (paired by seed); ``None`` when none was measured. The sequential rule
+    reads its looks in seed order, so it takes the paired seeds of the longest run of the study's seeds (ascending)
+    that has them all: a seed added for other claims beyond a gap waits until the gap is filled."""
     values = by_seed(rows, claim.measure)
     if model not in values:
         raise ValueError(f"no rows for model {model!r}; have {list(values)}")
@@ -234,7 +290,11 @@ def _sample(rows: Sequence[Row], claim: Claim, model: str, reference: str | None
             raise ValueError(f"no rows for model {reference!r}; have {list(ref_values)}")
         y = ref_values[reference]
     seeds = [s for s in x if s in y]
-    return mean_ci([x[s] - y[s] for s in seeds], 1 - ALPHA) if seeds else None
+    if rule == "sequential":
+        order = sorted({r["seed"] for r in rows})
+        gap = next((k for k, s in enumerate(order) if s not in seeds), len(order))
+        seeds = order[:gap]
+    return [x[s] - y[s] for s in seeds] if seeds else None
 
 
 def evaluate_claims(
@@ -242,13 +302,16 @@ def evaluate_claims(
     rows: Sequence[Row],
     roles: Mapping[str, str],
     invalid: Mapping[str, str] | None = None,
+    rule: Rule = "fixed",
 ) -> list[Row]:
     """One row per claim whose roles are all in ``roles`` (role -> model name), from per-seed ``rows`` (keys
     ``model``, ``seed`` and the measures): what is claimed (``id``, ``source``, ``quote``, ``claim``, ``kind``,
     ``delta``, ``delta_reason``, ``measure``), the per-seed result (``effect``, ``ci_low``, ``ci_high`` of the 95 %
     interval, ``n``), the tests (``leaning``, ``p``, ``p_holm``), the ``verdict`` and, for a claim not conclusive,
     the seeds that 80 % power would need (``seeds_effect``, ``seeds_delta``). ``invalid`` maps a model to the reason
-    its claims are not valid (validity gate). Holm's family: the claims with a test."""
+    its claims are not valid (validity gate). Holm's family: the claims with a test. ``rule``: ``"fixed"`` (Student-t
+    at the seeds there are) or ``"sequential"`` (anytime-valid: :func:`sequential_outcomes`, for seeds added while
+    looking at the verdicts; ``seeds_*`` then give the total seeds at which the observed effect would resolve)."""
     known = {*ROLES, *(r for c in claims for r in (c.model, c.reference) if r is not None)}
     if unknown := set(roles) - known:
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {sorted(known)}")
@@ -260,7 +323,8 @@ def evaluate_claims(
             continue
         model = roles[claim.model]
         reference = roles[claim.reference] if claim.reference is not None else None
-        sample = _sample(rows, claim, model, reference)
+        values = _sample(rows, claim, model, reference, rule)
+        sample = None if values is None else mean_ci(values, 1 - ALPHA)
         row: Row = {"id": claim.id, "source": claim.source, "quote": claim.quote, "claim": claim.text}
         row |= {"kind": claim.kind, "delta": claim.delta, "delta_reason": claim.delta_reason}
         row |= {"measure": _measure(claim, model, reference), "effect": None if sample is None else sample.mean}
@@ -276,6 +340,9 @@ def evaluate_claims(
             row["verdict"] = SINGLE_SEED
         else:
             test = claim_outcome(sample, claim.kind, claim.delta)
+            if rule == "sequential":
+                leaning, p = sequential_outcomes(np.array(values), claim.kind, claim.delta)
+                test = Outcome(sample, str(leaning), float(p))
             row |= {"ci_low": sample.low, "ci_high": sample.high, "leaning": test.leaning, "p": test.p}
         tests.append(test)
         out.append(row)
@@ -288,7 +355,10 @@ def evaluate_claims(
         row["p_holm"] = p_holm
         row["verdict"] = test.leaning if p_holm <= ALPHA else NOT_RESOLVED
         if row["verdict"] not in CONCLUSIVE:
-            need = seeds_needed(test.sample, claim.kind, claim.delta, family)
+            if rule == "sequential":
+                need = sequential_seeds(test.sample, claim.kind, claim.delta, ALPHA / family)
+            else:
+                need = seeds_needed(test.sample, claim.kind, claim.delta, family)
             row["seeds_effect"], row["seeds_delta"] = need["effect"], need["delta"]
     return out
 
