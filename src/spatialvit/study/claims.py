@@ -73,6 +73,20 @@ VERDICT_RULE = (
     f"or not finite — is {NOT_VALID}. These three are left out of Holm's family."
 )
 
+SEQUENTIAL_RULE = (
+    "Adaptive study (until_resolved): seeds were added while looking at the verdicts, so the verdicts use a "
+    "sequential rule whose error rates hold however the looks stopped. Each claim's per-seed values X − Y are read "
+    "in seed order; at every look k = 2..n the scale-invariant normal-mixture e-value of Lai's sequential t-test "
+    "(Lai 1976; Wang & Ramdas 2025) is computed at each conclusion's boundary, with the conclusions' regions as in "
+    "the fixed rule (superiority: above 0 → holds, below 0 → refuted, inside ±δ → no effect as large as δ; "
+    "non-inferiority: above / below −δ; equivalence: inside ±δ → holds, beyond → refuted). A conclusion's "
+    "anytime-valid p-value is 1 / the e-value where the mean lies in its region (1 elsewhere), minimised over the "
+    "looks; the claim's p is the smallest over its conclusions (all share one e-value, so no doubling). Holm's "
+    f"step-down adjustment over the study's claims controls the family-wise error at α = {ALPHA:g}; a claim whose "
+    f"adjusted p is ≤ α takes that conclusion, any other is {NOT_RESOLVED}. The 95 % CI shown is the fixed "
+    "Student-t interval of the same values, for reading only. Validity gate and exclusions as in the fixed rule."
+)
+
 # Where a claim is tested: the study's per-seed columns (models by role) or the synthetic transfer runs.
 XU = "Xu, ACML 2025"
 JELASSI = "Jelassi et al., NeurIPS 2022"

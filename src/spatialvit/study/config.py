@@ -6,6 +6,7 @@ output folder. YAML via ``StudyConfig.from_yaml``; defaults and help text live i
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ class StudyConfig(Config):
         factory=lambda: [0, 1, 2],
         metavar="S,S,...",
     )
+    until_resolved: bool = option(
+        False,
+        "adaptive: after the seeds (the pilot, at least 3), add seeds one at a time to the models that claims still "
+        "open need, cheapest first, with verdicts by the sequential (anytime-valid) rule, until every claim is "
+        "conclusive, the next seed would not fit the budget, or max_seeds",
+    )
+    budget: str | None = option(
+        None,
+        "with until_resolved: wall-clock budget of the whole study, e.g. 150m, 2h or 5400s (none: no limit)",
+        metavar="TIME",
+    )
+    max_seeds: int = option(10, "with until_resolved: at most this many seeds per model (the pilot's included)")
     workers: int = option(
         2,
         "on a CPU, train up to N (model, seed) runs at once, each in its own process with train.threads threads "
@@ -143,9 +156,50 @@ class StudyConfig(Config):
                 )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self._validate_adaptive()
         self._validate_executor()
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the study or start it again")
+
+    def _validate_adaptive(self) -> None:
+        if self.budget is not None:
+            self.budget_s  # noqa: B018 - parses it (raises on a malformed budget)
+        if not self.until_resolved:
+            if self.budget is not None:
+                raise ValueError(f"budget ({self.budget!r}) limits an adaptive study: it needs until_resolved")
+            return
+        if len(self.seeds) < 3:
+            raise ValueError(f"until_resolved needs a pilot of at least 3 seeds, got seeds {self.seeds}")
+        if self.max_seeds < len(self.seeds):
+            raise ValueError(f"max_seeds ({self.max_seeds}) must be at least the pilot's {len(self.seeds)} seeds")
+        if self.checkpoints:
+            raise ValueError("until_resolved trains every model's seeds: it cannot use checkpoints")
+
+    @property
+    def budget_s(self) -> float | None:
+        """``budget`` in seconds (``None``: no limit)."""
+        if self.budget is None:
+            return None
+        text = str(self.budget).strip().lower()
+        unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+        number = text[:-1] if unit else text
+        try:
+            value = float(number) * (unit or 60)
+        except ValueError:
+            value = math.nan
+        if not value > 0:
+            raise ValueError(f"budget must be a positive time such as 150m, 2h or 5400s (plain: minutes), got "
+                             f"{self.budget!r}")  # fmt: skip
+        return value
+
+    @property
+    def seed_sequence(self) -> list[int]:
+        """The seeds an adaptive study may use, in order: the pilot's, then the next integers above them, up to
+        ``max_seeds`` in all (the pilot's alone without ``until_resolved``)."""
+        if not self.until_resolved:
+            return list(self.seeds)
+        top = max(self.seeds)
+        return [*self.seeds, *range(top + 1, top + 1 + self.max_seeds - len(self.seeds))]
 
     def _swept_grids(self) -> dict[str, list[tuple[int, int]]]:
         sweep = self.sensitivity

@@ -11,7 +11,8 @@ from ..report.document import Report
 from ..report.inference import MAX_SEEDS
 from ..report.stats import format_ci, mean_ci
 from ..report.tables import Row
-from .claims import CONCLUSIVE, HOLDS, NO_EFFECT, REFUTED, VERDICT_RULE
+from .adaptive import Ledger, model_costs, still_needed
+from .claims import CONCLUSIVE, HOLDS, NO_EFFECT, REFUTED, SEQUENTIAL_RULE, VERDICT_RULE
 from .config import StudyConfig
 from .provenance import budgets
 
@@ -81,8 +82,10 @@ def _differences(diffs: Sequence[Row]) -> list[Row]:
     ]
 
 
-def shown_claims(claims: Sequence[Row]) -> list[Row]:
-    """The verdicts: effect, interval, p-values, verdict and, for an open claim, the seeds 80 % power needs."""
+def shown_claims(claims: Sequence[Row], sequential: bool = False) -> list[Row]:
+    """The verdicts: effect, interval, p-values, verdict and, for an open claim, the seeds 80 % power needs (with
+    ``sequential``: the seeds at which the observed effect would resolve it)."""
+    need = "seeds to resolve at the observed effect" if sequential else "seeds for 80 % power"
 
     def interval(c: Row) -> str:
         return "" if c["ci_low"] is None else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
@@ -93,7 +96,7 @@ def shown_claims(claims: Sequence[Row]) -> list[Row]:
     return [
         {"claim": f"({c['id']}) {c['claim']}", "kind": c["kind"], "δ": f"{c['delta']:g}"}
         | {"effect": "" if c["effect"] is None else f"{c['effect']:+.3f}", "95 % CI": interval(c), "seeds": c["n"]}
-        | {"p": p(c["p"]), "Holm p": p(c["p_holm"]), "verdict": c["verdict"], "seeds for 80 % power": _need(c)}
+        | {"p": p(c["p"]), "Holm p": p(c["p_holm"]), "verdict": c["verdict"], need: _need(c)}
         for c in claims
     ]
 
@@ -159,10 +162,11 @@ def build_report(
     if claims:
         rep.heading("Claims")
         rep.paragraph(_coverage(config))
-        rep.table(shown_claims(claims))
+        rep.table(shown_claims(claims, config.until_resolved))
         if invalid:
             rep.paragraph("**Not valid — models not clearly above chance:** " + "; ".join(invalid.values()) + ".")
-        rep.paragraph(VERDICT_RULE + " " + POWER_NOTE)
+        rep.paragraph(SEQUENTIAL_RULE + " " + SEQUENTIAL_NOTE if config.until_resolved else VERDICT_RULE + " " +
+                      POWER_NOTE)  # fmt: skip
         rep.table(_registry(claims))
     if diffs:
         rep.heading("Differences (exploratory)")
@@ -183,6 +187,11 @@ def build_report(
     return rep
 
 
+SEQUENTIAL_NOTE = (
+    "Seeds to resolve: the total seeds at which the sequential rule would reach the strictest Holm level (α divided "
+    "by the number of claims tested) if the observed mean and per-seed standard deviation stayed as they are — a "
+    "rough guide (a standard deviation from a few seeds is itself uncertain)."
+)
 POWER_NOTE = (
     "Seeds for 80 % power: at the observed mean and per-seed standard deviation, the seeds a one-sided t-test at "
     "the strictest Holm level (α/2 divided by the number of claims tested) needs to reach the conclusion the "
@@ -276,4 +285,50 @@ def _association_text(config: StudyConfig, associations: list[Row]) -> str:
         "(0 = chance). On natural images there is no hidden ground-truth partition: against local blocks these "
         "numbers measure how local the learned positional attention is. Only on synthetic data, where the "
         "task's true groups are the reference, do they measure whether the true association was learned."
+    )
+
+
+def cost_section(
+    rep: Report, *, config: StudyConfig, costs: Sequence[Row], ledger: Ledger | None, claims: Sequence[Row]
+) -> None:
+    """Where the time went (per model: training, sweep, probes, per run) and, for an adaptive study, its rounds,
+    the seeds and looks of every claim and what each open claim would still cost."""
+    per_model = model_costs(costs)
+    rep.heading("Where the time went")
+    rows = []
+    for model, mine in ((m, [r for r in costs if r["model"] == m]) for m in per_model):
+        train, sweep, probes = (sum(r[k] or 0.0 for r in mine) for k in ("train_s", "sweep_s", "probes_s"))
+        total = train + sweep + probes
+        rows.append({"model": model, "runs": len(mine), "train s/run": train / len(mine),
+                     "sweep s/run": sweep / len(mine), "probes s/run": probes / len(mine),
+                     "training share": f"{train / total:.0%}" if total else ""})  # fmt: skip
+    rep.table(rows, digits=1)
+    rep.paragraph(
+        "Measured on this machine under its load at the time (cost.csv has every run): training is the sum of the "
+        "run's epoch times (its own evaluation included); sweep and probes are this study's analysis of the run. "
+        f"Runs train {config.workers} at a time on a CPU (workers); the analysis runs one run after another."
+    )
+    if ledger is None:
+        return
+    rep.heading("Adaptive seeds")
+    budget = "no budget" if config.budget_s is None else f"a budget of {config.budget} ({config.budget_s:.0f} s)"
+    rep.paragraph(
+        f"Pilot: seeds {', '.join(map(str, config.seeds))}; then {plural(len(ledger.rounds) - 1, 'round')} of added "
+        f"seeds, at most {config.max_seeds} per model, with {budget}; wall time spent: {ledger.spent_s / 60:.1f} min. "
+        f"Stopped: {ledger.stopped or 'not yet (interrupted: continue with --resume)'}."
+    )
+    rep.table([{"round": k, "runs": ", ".join(f"{m} seed {s}" for m, s in r.jobs) if k else f"{len(r.jobs)} (pilot)",
+                "for claims": ", ".join(r.claims), "minutes": r.seconds / 60}
+               for k, r in enumerate(ledger.rounds)], digits=1)  # fmt: skip
+    shown = []
+    for c in claims:
+        more, seconds = still_needed(c, per_model) if c["verdict"] not in CONCLUSIVE else (None, None)
+        shown.append({"claim": c["id"], "seeds": c["n"], "looks": ledger.looks(c["id"]), "verdict": c["verdict"],
+                      "more seeds": "" if c["verdict"] in CONCLUSIVE else "not reachable" if more is None else more,
+                      "more minutes (this machine)": "" if seconds is None else seconds / 60})  # fmt: skip
+    rep.table(shown, digits=0)
+    rep.paragraph(
+        "seeds: the claim's paired seeds; looks: how many times its verdict was read with new seeds (the pilot is "
+        "the first); more seeds / minutes: for an open claim, what it would still need at its observed effect, "
+        "timed with this machine's measured time of a seed of its models (training and analysis)."
     )

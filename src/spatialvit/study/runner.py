@@ -11,6 +11,7 @@ Progress goes to the ``spatialvit.study`` logger (one line per stage, with the t
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,13 @@ from ..report.stats import differences, summarise
 from ..report.tables import save_table
 from ..runtime import claim_outputs, is_main_process, resolve_device, split_classifier, with_normalize
 from ..train.checkpoint import model_from_checkpoint, same_data, trained_on
-from .claims import CLAIMS, evaluate_claims, expand, validity
+from .adaptive import Ledger, Round, claim_state, model_costs, plan_round
+from .claims import CLAIMS, Rule, evaluate_claims, expand, validity
 from .config import StudyConfig
 from .executors import open_executor
 from .plots import plot_attention_distance, plot_attention_maps
 from .provenance import check_checkpoints, failed_start
-from .report import build_report, sweep_means
+from .report import build_report, cost_section, sweep_means
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ STUDY_FILES = (
     "sensitivity.png",
     "attention_distance.png",
     "attention_maps.png",
+    "cost.*",
+    "adaptive.json",
     "report.md",
     "report.html",
 )
@@ -127,6 +131,7 @@ class _Analysis:
     associations: list[dict[str, Any]] = field(default_factory=list)
     examples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     query: tuple[int, int] | None = None
+    costs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_study(config: StudyConfig) -> StudyResult | None:
@@ -141,16 +146,66 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "study_config.yaml").write_text(yaml.safe_dump(config.ran(), sort_keys=False))
+    started = time.perf_counter()
+    ledger = Ledger.load(out) if config.until_resolved else None
     probe = _probe_data(config)
-    runs = _obtain_runs(config)
+    runs = _obtain_runs(config, ledger.runs() if ledger else [])
     if not main:
         return None
     analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
     for name, seed, path, source in runs:
         log.info("== analysing %s, seed %d (%s)", name, seed, path)
         _analyse(config, analysis, probe, name, seed, path, source)
+    if ledger is not None:
+        _adapt(config, analysis, probe, ledger, started)
     log.info("== writing tables, plots and the report to %s", out)
-    return _write(config, analysis, probe)
+    return _write(config, analysis, probe, ledger)
+
+
+def _adapt(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledger, started: float) -> None:
+    """The rounds of an adaptive study (:mod:`.adaptive`): look at the claims (sequential rule), train the next
+    seeds the plan asks for, analyse them, until the plan stops; the ledger is saved after every round."""
+    out = Path(config.out)
+
+    def look() -> list[dict[str, Any]]:
+        return derive_tables(analysis.per_seed, config.models, config.claim_grid_labels, "sequential")[2]
+
+    def tick() -> None:
+        nonlocal started
+        now = time.perf_counter()
+        ledger.spent_s += now - started
+        started = now
+
+    claims = look()
+    if not ledger.rounds:
+        pilot = [[r["model"], r["seed"]] for r in analysis.per_seed]
+        ledger.rounds.append(Round(pilot, [], time.perf_counter() - started, claim_state(claims)))
+    while True:
+        tick()
+        remaining = None if config.budget_s is None else config.budget_s - ledger.spent_s
+        have = {(r["model"], r["seed"]) for r in analysis.per_seed}
+        plan = plan_round(claims, have, config.seed_sequence, model_costs(analysis.costs), config.workers, remaining)
+        if plan.stop is not None:
+            ledger.stopped = plan.stop
+            ledger.save(out)
+            log.info("== adaptive study stopped after %s (%.0f s): %s", plural(len(ledger.rounds) - 1, "round"),
+                     ledger.spent_s, plan.stop)  # fmt: skip
+            return
+        log.info("== round %d: %s for claims %s (about %.0f s; %s)", len(ledger.rounds),
+                 ", ".join(f"{m} seed {s}" for m, s in plan.jobs), ", ".join(plan.claims), plan.seconds,
+                 "no budget" if remaining is None else f"{remaining:.0f} s left")  # fmt: skip
+        t0 = time.perf_counter()
+        with open_executor(config) as executor:
+            trained = executor.train([config.train_config(m, s) for m, s in plan.jobs])
+        for run in sorted(trained, key=lambda r: (config.models.index(r.model), r.seed)):
+            _analyse(config, analysis, probe, run.model, run.seed, run.checkpoint, "trained")
+        claims = look()
+        ledger.rounds.append(
+            Round([list(j) for j in plan.jobs], plan.claims, time.perf_counter() - t0, claim_state(claims))
+        )
+        tick()
+        ledger.stopped = None
+        ledger.save(out)
 
 
 def _probe_data(config: StudyConfig) -> _Probe:
@@ -166,12 +221,13 @@ def _probe_data(config: StudyConfig) -> _Probe:
     return _Probe(loader, images, num_classes, resolve_device(config.train.device))
 
 
-def _obtain_runs(config: StudyConfig) -> list[tuple[str, int, Path, str]]:
+def _obtain_runs(config: StudyConfig, more: list[tuple[str, int]]) -> list[tuple[str, int, Path, str]]:
     """``(model, seed, checkpoint, source)`` of every run: a given checkpoint (used as the model's only seed), or
     the last checkpoint of training the model with that seed (reusing a finished or interrupted run), trained by
-    the executor of ``config`` (:mod:`.executors`)."""
+    the executor of ``config`` (:mod:`.executors`); ``more``: the runs an adaptive study added before."""
     jobs = [config.train_config(name, seed) for name in config.models for seed in config.seeds
             if name not in config.checkpoints]  # fmt: skip
+    jobs += [config.train_config(name, seed) for name, seed in more]
     runs = [(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
     trained = []
     if jobs:
@@ -216,6 +272,7 @@ def _analyse(
     config: StudyConfig, analysis: _Analysis, probe: _Probe, name: str, seed: int, path: Path, source: str
 ) -> None:
     """Sweep, attention distance and maps, and patch association of one run; adds its rows to ``analysis``."""
+    t0 = time.perf_counter()
     clf, history, ckpt = _load(path)
     clf = clf.to(probe.device)
     res = sensitivity_sweep(
@@ -243,6 +300,7 @@ def _analyse(
     row |= {k: summary.get(k) for k in ("flip_shuffle", "flip_mask")}
     row["chance_acc1"] = 1 / probe.num_classes
     row |= grid_drops(res.rows(), config.claim_grid_labels, 1 / probe.num_classes)
+    t1 = time.perf_counter()
     x = probe.images.to(probe.device)
     row |= _attention(config, analysis, clf, x, name, seed)
     row["prior_dist_px"] = _prior_distance(ckpt, x, probe.device)
@@ -252,6 +310,9 @@ def _analyse(
     with torch.no_grad():
         row["infer_img_s"] = len(x) / time_call(lambda clf=clf, x=x: clf(x), probe.device, repeats=3)
     analysis.per_seed.append(row)
+    t2 = time.perf_counter()
+    analysis.costs.append({"model": name, "seed": seed, "train_s": row["train_time_s"], "sweep_s": t1 - t0,
+                           "probes_s": t2 - t1, "analyse_s": t2 - t0})  # fmt: skip
     log.info("[%s, seed %d] clean top-1 %.3f, shuffle SSI %s, mask SSI %s", name, seed, res.clean_acc1,
              _fmt(row["ssi_shuffle"]), _fmt(row["ssi_mask"]))  # fmt: skip
 
@@ -334,7 +395,7 @@ def roles(models: list[str]) -> dict[str, str]:
 
 
 def derive_tables(
-    per_seed: list[dict[str, Any]], models: list[str], grids: list[str]
+    per_seed: list[dict[str, Any]], models: list[str], grids: list[str], rule: Rule = "fixed"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
     """``(comparison, differences, claims, invalid)`` from the per-seed rows of ``models`` with claim ``grids``
     (``"8x8"``): the summaries over seeds, the paired differences against the plain ViT and the CNN, the claims with
@@ -351,15 +412,20 @@ def derive_tables(
     accuracy = [{"model": r["model"], "seed": r["seed"], "acc1": r["test_acc1"] if r.get("test_acc1") is not None
                  else r.get("clean_acc1")} for r in per_seed]  # fmt: skip
     invalid = validity(accuracy, per_seed[0]["chance_acc1"], "acc1") if per_seed else {}
-    claims = evaluate_claims(expand(CLAIMS, grids), per_seed, role, invalid)
+    claims = evaluate_claims(expand(CLAIMS, grids), per_seed, role, invalid, rule)
     return comparison, diffs, claims, invalid
 
 
-def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResult:
-    """Summaries over seeds, the tables, the plots and the report."""
+def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledger | None) -> StudyResult:
+    """Summaries over seeds, the tables, the plots and the report (rows in model, then seed order)."""
     out = Path(config.out)
+    order = {name: k for k, name in enumerate(config.models)}
+    analysis.sweeps.sort(key=lambda sr: (order[sr[1].model], sr[0]))
+    for rows in (analysis.per_seed, analysis.distances, analysis.associations, analysis.costs):
+        rows.sort(key=lambda r: (order[r["model"]], r["seed"]))
     per_seed = analysis.per_seed
-    comparison, diffs, claims, invalid = derive_tables(per_seed, config.models, config.claim_grid_labels)
+    rule: Rule = "sequential" if config.until_resolved else "fixed"
+    comparison, diffs, claims, invalid = derive_tables(per_seed, config.models, config.claim_grid_labels, rule)
     files = {f"comparison_{k}": v for k, v in save_table(comparison, out, "comparison").items()}
     files |= {f"comparison_seeds_{k}": v for k, v in save_table(per_seed, out, "comparison_seeds").items()}
     if diffs:
@@ -383,9 +449,11 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResu
         )
     if analysis.associations:
         files |= {f"association_{k}": v for k, v in save_table(analysis.associations, out, "association").items()}
+    files |= {f"cost_{k}": v for k, v in save_table(analysis.costs, out, "cost").items()}
     report = build_report(
         config, comparison, diffs, claims, invalid, analysis.distances, analysis.associations, files
     )
+    cost_section(report, config=config, costs=analysis.costs, ledger=ledger, claims=claims)
     files |= report.save(out)
     sweeps = [res for _, res in analysis.sweeps]
     return StudyResult(
