@@ -53,9 +53,10 @@ def main() -> int:
             parser.error(f"{path} not found: give a study's output folder or a docs/data/ copy of one")
     config = StudyConfig.from_yaml(paths["study_config.yaml"])
     per_seed = json.loads(paths["comparison_seeds.json"].read_text())
-    comparison, _, claims, invalid = derive_tables(per_seed, config.models, config.claim_grid_labels)
+    rule = "sequential" if config.until_resolved else "fixed"  # an adaptive study's verdicts: the sequential rule
+    comparison, _, claims, invalid = derive_tables(per_seed, config.models, config.claim_grid_labels, rule)
     print(markdown_table(shown_comparison(comparison)) + "\n")
-    print(markdown_table(shown_claims(claims)))
+    print(markdown_table(shown_claims(claims, config.until_resolved)))
     for reason in invalid.values():
         print(f"\nnot valid: {reason}")
     if not args.check:
