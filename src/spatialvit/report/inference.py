@@ -100,7 +100,7 @@ def seeds_for_power(effect: float, sd: float, alpha: float, power: float = 0.8) 
 # Annals of Statistics 2024). Under H0 (mean = value, any variance) it is a nonnegative martingale in the number of
 # values, so by Ville's inequality P(it ever reaches 1/u) <= u: 1 / its running maximum is a p-value that stays valid
 # however the decision to add values or to stop depends on what was seen.
-MIXTURE_G = 2.0  # prior variance of the standardised effect (mean - value) / sd in the mixture: see docs/study.md
+MIXTURE_G = 10.0  # prior variance of the standardised effect (mean - value) / sd in the mixture: see docs/study.md
 
 
 def log_e_value(diff: ArrayLike, sd: ArrayLike, n: int, g: float = MIXTURE_G) -> Any:
