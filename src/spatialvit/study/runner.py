@@ -150,6 +150,7 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     ledger = Ledger.load(out) if config.until_resolved else None
     probe = _probe_data(config)
     runs = _obtain_runs(config, ledger.runs() if ledger else [])
+    trained_s = time.perf_counter() - started
     if not main:
         return None
     analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
@@ -157,6 +158,9 @@ def run_study(config: StudyConfig) -> StudyResult | None:
         log.info("== analysing %s, seed %d (%s)", name, seed, path)
         _analyse(config, analysis, probe, name, seed, path, source)
     if ledger is not None:
+        if not ledger.rounds:  # a pilot found on disk counts with its recorded training time
+            recorded = sum(r["train_s"] or 0.0 for r in analysis.costs) / config.workers
+            ledger.spent_s += max(0.0, recorded - trained_s)
         _adapt(config, analysis, probe, ledger, started)
     log.info("== writing tables, plots and the report to %s", out)
     return _write(config, analysis, probe, ledger)
