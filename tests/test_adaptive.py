@@ -152,3 +152,18 @@ def test_the_budget_stops_an_adaptive_study_after_its_pilot(tmp_path, monkeypatc
     assert ledger["stopped"].startswith("budget") and len(ledger["rounds"]) == 1
     assert all(s == [0, 1, 2] for s in seeds_of(tmp_path).values())
     assert not math.isnan(ledger["spent_s"]) and ledger["spent_s"] > 1
+
+
+def test_a_study_reads_its_data_once(tmp_path, monkeypatch):
+    """Inside a study every run gets the dataset loaded before (one read of the files per split and size), and
+    outside the cache each call reads again."""
+    from spatialvit.data import base, cached_datasets, load_dataset
+
+    reads = []
+    real = base._load
+    monkeypatch.setattr(base, "_load", lambda *a, **k: reads.append(a[:2]) or real(*a, **k))
+    run_study(tiny(tmp_path, models=["resnet_small", "vit_micro_patch4"], seeds=[0, 1]))
+    assert sorted(reads) == [("digits", "test"), ("digits", "train")]
+    with cached_datasets():
+        assert load_dataset("digits", "test", 16) is load_dataset("digits", "test", 16)
+    assert load_dataset("digits", "test", 16) is not load_dataset("digits", "test", 16)

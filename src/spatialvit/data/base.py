@@ -7,7 +7,8 @@ first, as the published protocols do. Augmentations act on whole batches (see ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -126,12 +127,41 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+_CACHE: dict[tuple[str, str, int | None], Dataset] | None = None  # load_dataset's memory inside cached_datasets()
+
+
+@contextmanager
+def cached_datasets() -> Iterator[None]:
+    """Inside the block, :func:`load_dataset` (without extra keyword arguments) returns the dataset it loaded before
+    for the same spec, split and size instead of reading and resizing the files again: a study's runs load their
+    data once, and processes forked inside the block inherit what was loaded. The datasets are shared, so callers
+    must not modify them (the training loop and the probes only read)."""
+    global _CACHE
+    outer = _CACHE
+    _CACHE = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _CACHE = outer
+
+
 def load_dataset(spec: str, split: str = "train", img_size: int | None = None, **kwargs: Any) -> Dataset:
     """Load a dataset from a spec ``NAME`` or ``NAME:PATH`` (``digits``, ``cifar10:/data/cifar-10-batches-py``).
 
     ``split`` is ``"train"`` or ``"test"``; ``img_size`` resizes images (``None`` keeps the dataset's own size).
-    The returned dataset has an ``info`` attribute (:class:`DatasetInfo`).
+    The returned dataset has an ``info`` attribute (:class:`DatasetInfo`). Inside :func:`cached_datasets` a
+    dataset loaded before is returned again.
     """
+    key = (spec, split, img_size)
+    if _CACHE is not None and not kwargs and key in _CACHE:
+        return _CACHE[key]
+    dataset = _load(spec, split, img_size, **kwargs)
+    if _CACHE is not None and not kwargs:
+        _CACHE[key] = dataset
+    return dataset
+
+
+def _load(spec: str, split: str, img_size: int | None, **kwargs: Any) -> Dataset:
     name, _, root = spec.partition(":")
     if name not in _DATASETS:
         raise unknown_name("dataset", name, _DATASETS, f"Available: {', '.join(list_datasets())}.")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .._text import plural
 from ..bench import time_call
-from ..data import DatasetInfo, load_dataset
+from ..data import DatasetInfo, cached_datasets, load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
 from ..models import create_model, model_defaults
 from ..probes import sensitivity_sweep
@@ -137,7 +137,15 @@ class _Analysis:
 def run_study(config: StudyConfig) -> StudyResult | None:
     """Run the study described by ``config``: first obtain every (model, seed) checkpoint (training them in turn;
     under ``torchrun`` all ranks train together), then analyse them on the main process. Returns ``None`` on
-    non-zero ranks."""
+    non-zero ranks. The data is read once (:func:`~spatialvit.data.cached_datasets`): the runs trained here and in
+    the worker processes forked from here share it."""
+    with cached_datasets():
+        if config.executor == "local" and not config.checkpoints:  # loaded before the workers fork
+            load_dataset(config.data, "train", config.img_size)
+        return _run_study(config)
+
+
+def _run_study(config: StudyConfig) -> StudyResult | None:
     out = Path(config.out)
     main = is_main_process()
     check_checkpoints(config)
