@@ -299,7 +299,9 @@ def cost_section(
     for model, mine in ((m, [r for r in costs if r["model"] == m]) for m in per_model):
         train, sweep, probes = (sum(r[k] or 0.0 for r in mine) for k in ("train_s", "sweep_s", "probes_s"))
         total = train + sweep + probes
-        rows.append({"model": model, "runs": len(mine), "train s/run": train / len(mine),
+        speed = [r["train_img_s"] for r in mine if r.get("train_img_s")]
+        rows.append({"model": model, "runs": len(mine), "train img/s": sum(speed) / len(speed) if speed else None,
+                     "train s/run": train / len(mine),
                      "sweep s/run": sweep / len(mine), "probes s/run": probes / len(mine),
                      "training share": f"{train / total:.0%}" if total else ""})  # fmt: skip
     rep.table(rows, digits=1)

@@ -323,8 +323,9 @@ def _analyse(
         row["infer_img_s"] = len(x) / time_call(lambda clf=clf, x=x: clf(x), probe.device, repeats=3)
     analysis.per_seed.append(row)
     t2 = time.perf_counter()
-    analysis.costs.append({"model": name, "seed": seed, "train_s": row["train_time_s"], "sweep_s": t1 - t0,
-                           "probes_s": t2 - t1, "analyse_s": t2 - t0})  # fmt: skip
+    analysis.costs.append({"model": name, "seed": seed, "train_s": row["train_time_s"],
+                           "train_img_s": row["train_img_s"], "sweep_s": t1 - t0, "probes_s": t2 - t1,
+                           "analyse_s": t2 - t0})  # fmt: skip
     log.info("[%s, seed %d] clean top-1 %.3f, shuffle SSI %s, mask SSI %s", name, seed, res.clean_acc1,
              _fmt(row["ssi_shuffle"]), _fmt(row["ssi_mask"]))  # fmt: skip
 
