@@ -115,6 +115,7 @@ def test_adaptive_study_adds_seeds_only_where_an_open_claim_needs_them(through):
     assert ledger.rounds[3].claims == ["s2"] and ledger.looks("s1") == 2 and ledger.looks("s2") == 4
     report = (through / "report.md").read_text()
     assert "## Adaptive seeds" in report and "## Where the time went" in report and "Lai 1976" in report
+    assert all(f"| {phase} |" in report for phase in ("data", "training", "analysis"))
     costs = json.loads((through / "cost.json").read_text())
     assert len(costs) == 16 and all(r["sweep_s"] > 0 and r["train_s"] > 0 for r in costs)
 

@@ -289,12 +289,26 @@ def _association_text(config: StudyConfig, associations: list[Row]) -> str:
 
 
 def cost_section(
-    rep: Report, *, config: StudyConfig, costs: Sequence[Row], ledger: Ledger | None, claims: Sequence[Row]
+    rep: Report,
+    *,
+    config: StudyConfig,
+    costs: Sequence[Row],
+    ledger: Ledger | None,
+    claims: Sequence[Row],
+    phases: dict[str, float],
 ) -> None:
-    """Where the time went (per model: training, sweep, probes, per run) and, for an adaptive study, its rounds,
-    the seeds and looks of every claim and what each open claim would still cost."""
+    """Where the time went (the study's phases; per model: training, sweep, probes, per run) and, for an adaptive
+    study, its rounds, the seeds and looks of every claim and what each open claim would still cost."""
     per_model = model_costs(costs)
     rep.heading("Where the time went")
+    total = sum(phases.values())
+    rep.table([{"phase": k, "minutes": v / 60, "share": f"{v / total:.0%}" if total else ""} for k, v in
+               phases.items()], digits=1)  # fmt: skip
+    rep.paragraph(
+        "Wall time of this session of the study: data (reading and resizing the data once, shared by every run), "
+        "training (the runs trained or reused here, with their own final evaluation), analysis (sweeps and "
+        "probes). Writing the tables, plots and report comes after and takes seconds."
+    )
     rows = []
     for model, mine in ((m, [r for r in costs if r["model"] == m]) for m in per_model):
         train, sweep, probes = (sum(r[k] or 0.0 for r in mine) for k in ("train_s", "sweep_s", "probes_s"))

@@ -132,6 +132,7 @@ class _Analysis:
     examples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     query: tuple[int, int] | None = None
     costs: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("data", "training", "analysis"), 0.0))
 
 
 def run_study(config: StudyConfig) -> StudyResult | None:
@@ -140,12 +141,13 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     non-zero ranks. The data is read once (:func:`~spatialvit.data.cached_datasets`): the runs trained here and in
     the worker processes forked from here share it."""
     with cached_datasets():
+        t0 = time.perf_counter()
         if config.executor == "local" and not config.checkpoints:  # loaded before the workers fork
             load_dataset(config.data, "train", config.img_size)
-        return _run_study(config)
+        return _run_study(config, time.perf_counter() - t0)
 
 
-def _run_study(config: StudyConfig) -> StudyResult | None:
+def _run_study(config: StudyConfig, data_s: float) -> StudyResult | None:
     out = Path(config.out)
     main = is_main_process()
     check_checkpoints(config)
@@ -157,14 +159,18 @@ def _run_study(config: StudyConfig) -> StudyResult | None:
     started = time.perf_counter()
     ledger = Ledger.load(out) if config.until_resolved else None
     probe = _probe_data(config)
+    data_s += time.perf_counter() - started
     runs = _obtain_runs(config, ledger.runs() if ledger else [])
     trained_s = time.perf_counter() - started
     if not main:
         return None
     analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
+    analysis.phases |= {"data": data_s, "training": trained_s - data_s}
+    t0 = time.perf_counter()
     for name, seed, path, source in runs:
         log.info("== analysing %s, seed %d (%s)", name, seed, path)
         _analyse(config, analysis, probe, name, seed, path, source)
+    analysis.phases["analysis"] += time.perf_counter() - t0
     if ledger is not None:
         if not ledger.rounds:  # a pilot found on disk counts with its recorded training time
             recorded = sum(r["train_s"] or 0.0 for r in analysis.costs) / config.workers
@@ -209,8 +215,11 @@ def _adapt(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledg
         t0 = time.perf_counter()
         with open_executor(config) as executor:
             trained = executor.train([config.train_config(m, s) for m, s in plan.jobs])
+        t1 = time.perf_counter()
         for run in sorted(trained, key=lambda r: (config.models.index(r.model), r.seed)):
             _analyse(config, analysis, probe, run.model, run.seed, run.checkpoint, "trained")
+        analysis.phases["training"] += t1 - t0
+        analysis.phases["analysis"] += time.perf_counter() - t1
         claims = look()
         ledger.rounds.append(
             Round([list(j) for j in plan.jobs], plan.claims, time.perf_counter() - t0, claim_state(claims))
@@ -466,7 +475,7 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledg
     report = build_report(
         config, comparison, diffs, claims, invalid, analysis.distances, analysis.associations, files
     )
-    cost_section(report, config=config, costs=analysis.costs, ledger=ledger, claims=claims)
+    cost_section(report, config=config, costs=analysis.costs, ledger=ledger, claims=claims, phases=analysis.phases)
     files |= report.save(out)
     sweeps = [res for _, res in analysis.sweeps]
     return StudyResult(
