@@ -143,7 +143,7 @@ def test_fresh_sdt_equals_rmt():
     # before and after "cag" gains its decomposed form).
     rmt = create_model("rmt_micro", decomposed=False).eval()
     sdt = create_model("sdt_micro", decomposed=False).eval()
-    shared = {k: v for k, v in rmt.state_dict().items() if not k.endswith("decay.log_rate")}  # RMT's fixed rates
+    shared = {k: v for k, v in rmt.state_dict().items() if not k.endswith("bias.log_rate")}  # RMT's fixed rates
     missing, unexpected = sdt.load_state_dict(shared, strict=False)
     assert not unexpected and all("gate_" in k for k in missing) and missing
     x = torch.randn(2, 3, 32, 32)

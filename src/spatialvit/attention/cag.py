@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import part_options
-from .decay import DECOMPOSED_BACKENDS, FULL_BACKENDS, gamma_schedule
-from .manhattan import FORMS, ManhattanBias
+from .manhattan import FORMS, ManhattanBias, decay_backends, gamma_schedule
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
@@ -48,12 +47,11 @@ class ContextDecay(nn.Module):
         self.form, self.alpha, self.decomposed = form, alpha, decomposed
         self.gate_weight = nn.Parameter(torch.zeros(num_heads, dim))
         self.gate_bias = nn.Parameter(torch.logit(gamma_schedule(num_heads, gamma_a, gamma_b) ** (1 / alpha)).float())
+        self.backends = decay_backends(form, decomposed)
         if decomposed:
-            self.backends, self.what = DECOMPOSED_BACKENDS, "decomposed context decay"
-        elif form == "warped":  # no exact factorisation
-            self.backends, self.what = ("flex", "sdpa", "bmm", "reference"), "the 'warped' context decay"
+            self.what = "decomposed context decay"
         else:
-            self.backends, self.what = FULL_BACKENDS, "context decay"
+            self.what = "the 'warped' context decay" if form == "warped" else "context decay"
 
     def rates(self, x: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Per-token, per-head rates ``[B, heads, H*W]`` from the grid tokens of ``x[B, N, C]``."""
@@ -71,11 +69,12 @@ class ContextDecayAttention(SoftmaxAttention):
     :class:`ContextDecay` (``form``, ``alpha``, ``decomposed``, ``gamma_a``, ``gamma_b``) and of the mixer."""
 
     legacy_keys: ClassVar[dict[str, str | None]] = {
-        "gate_weight": "decay.gate_weight",
-        "gate_bias": "decay.gate_bias",
+        "gate_weight": "bias.gate_weight",
+        "gate_bias": "bias.gate_bias",
         "log_rate": None,
+        "decay.": "bias.",
     }
 
     def __init__(self, dim: int, **options: Any) -> None:
         decay, options = part_options(ContextDecay, options)
-        super().__init__(dim, decay=partial(ContextDecay, **decay), **options)
+        super().__init__(dim, bias=partial(ContextDecay, **decay), **options)

@@ -18,13 +18,14 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import t
 
+from ..catalog import roles
 from ..report.inference import holm, p_greater, p_less, seeds_for_power, tost
 from ..report.stats import Interval, by_seed, mean_ci
 from ..report.tables import Row
 
 ALPHA = 0.05  # family-wise error rate of the verdicts of one study
 GATE = 0.2  # a model's accuracy must be clearly above chance + GATE x (1 - chance) for its claims to be tested
-ROLES = ("cnn", "plain", "conv_qkv", "positional", "decay", "sdt")
+ROLES = roles()
 
 HOLDS = "holds"
 REFUTED = "refuted"

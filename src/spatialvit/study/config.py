@@ -11,18 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .._names import unknown_name
+from ..catalog import default_models
 from ..config import Config, option
 from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
-DEFAULT_MODELS = (
-    "resnet_small",
-    "vit_micro_patch4",
-    "vit_convqkv_micro_patch4",
-    "vit_posattn_micro_patch4",
-    "vit_rmt_micro_patch4",
-    "vit_sdt_micro_patch4",
-)
+DEFAULT_MODELS = default_models()
 # Keys of ``train`` that the study sets itself, per model.
 STUDY_KEYS = (
     "model",

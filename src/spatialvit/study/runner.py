@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .._text import plural
 from ..bench import time_call
+from ..catalog import positional_mixers, role_of_mixer
 from ..data import DatasetInfo, load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
 from ..models import create_model, model_defaults
@@ -68,9 +69,9 @@ WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
 # Columns compared between models as paired (same-seed) differences.
 DIFFERENCES = ("test_acc1", "ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask", "attn_dist_px")
 # Mixers whose attention is (partly) a learned function of patch positions: their patch association is measured.
-POSITIONAL_MIXERS = ("positional", "gpsa")
+POSITIONAL_MIXERS = positional_mixers()
 # The claims' roles of the ViT families, by their mixer; the CNN role is any ResNet.
-ROLE_OF_MIXER = {"softmax": "plain", "conv_qkv": "conv_qkv", "positional": "positional", "decay": "decay", "cag": "sdt"}
+ROLE_OF_MIXER = role_of_mixer()
 # Everything a study writes into its folder.
 STUDY_FILES = (
     "study_config.yaml",
