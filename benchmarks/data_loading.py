@@ -76,8 +76,15 @@ def main() -> None:
     t_batched = best_time(epoch(ds), args.repeats)
 
     x, y = ds.get_batch(range(args.batch_size))
-    crop_flip = build_train_transform(10)
-    full = build_train_transform(10, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0)
+    off = dict(randaugment_ops=0, randaugment_magnitude=9.0, mixup_alpha=0.0, cutmix_alpha=0.0, mix_prob=1.0)
+    crop_flip = build_train_transform(10, crop_padding=4, flip=True, random_erasing=0.0, **off)
+    full = build_train_transform(
+        10,
+        crop_padding=4,
+        flip=True,
+        random_erasing=0.0,
+        **{**off, "randaugment_ops": 2, "mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+    )
     reps = 10 * args.repeats
     t_loop = best_time(lambda: per_image_crop_flip(x, 4, g), reps)
     t_vec = best_time(lambda: crop_flip(x, y, g), reps)

@@ -60,9 +60,15 @@ def run(args: argparse.Namespace) -> int:
     name = "eval_ema" if args.ema else "eval"
     claim_outputs(out, [f"{name}.{ext}" for ext in ("csv", "json", "md")], overwrite=args.overwrite)
     row = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, args.batch_size, args.device, not args.no_progress, args.ema,
-        args.other_data,
-    )  # fmt: skip
+        args.checkpoint,
+        args.data,
+        args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+        ema=args.ema,
+        other_data=args.other_data,
+    )
     paths = save_table([row], out, name, digits=2)
     weights = "the model EMA" if args.ema else "the raw weights"
     differs = not same_data(row["trained_on"], row["data"])

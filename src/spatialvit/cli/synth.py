@@ -173,7 +173,14 @@ def run_train(args: argparse.Namespace) -> int:
     claim_outputs(args.out, TRAIN_FILES, overwrite=args.overwrite)
     kwargs = _model_kwargs(args)
     res = train_association(
-        cfg, n_train, args.n_test, settings, kwargs, args.seed, args.cluster, progress=not args.no_progress
+        cfg,
+        n_train,
+        args.n_test,
+        settings=settings,
+        model_kwargs=kwargs,
+        seed=args.seed,
+        cluster=args.cluster,
+        progress=not args.no_progress,
     )
     test = sample_synthetic(cfg, args.n_test, seed=args.seed + TEST_SEED_OFFSET)  # the run's own test set
     first, last = res.history[0], res.final
@@ -273,10 +280,10 @@ def run_transfer(args: argparse.Namespace) -> int:
         cfg,
         ns,
         arms,
-        n_train,
-        settings,
-        finetune,
-        args.n_test,
+        pretrain_n=n_train,
+        pretrain=settings,
+        finetune=finetune,
+        n_test=args.n_test,
         seeds=range(args.seed, args.seed + args.seeds),
         model_kwargs=_model_kwargs(args),
         progress=not args.no_progress,

@@ -96,7 +96,9 @@ def train_denoiser(
     while step < config.steps:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
         x0, y = data[idx].to(device), labels[idx].to(device)
-        loss = flow_matching_loss(model, x0, y, gen, config.label_dropout, config.t_sampling)
+        loss = flow_matching_loss(
+            model, x0, y, generator=gen, label_dropout=config.label_dropout, t_sampling=config.t_sampling
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -175,7 +177,16 @@ def train_on_dataset(
     ).to(device)
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
-    ckpt = train_denoiser(model, images, labels, info, config, Path(out) / "denoiser.pt", resume, progress)
+    ckpt = train_denoiser(
+        model,
+        images,
+        labels,
+        info=info,
+        config=config,
+        checkpoint=Path(out) / "denoiser.pt",
+        resume=resume,
+        progress=progress,
+    )
     losses = ckpt["losses"]
     window = max(1, len(losses) // 20)
     rows = [

@@ -228,11 +228,11 @@ class HierarchicalViT(nn.Module):
                     embed_dims[i],
                     num_heads[i],
                     attn_layer,
-                    stage_kwargs,
-                    mlp_ratios[i],
-                    dpr[start + j],
-                    layer_scale_init if layer_scales[i] else None,
-                    drop_rate,
+                    attn_kwargs=stage_kwargs,
+                    mlp_ratio=mlp_ratios[i],
+                    drop_path=dpr[start + j],
+                    layer_scale_init=layer_scale_init if layer_scales[i] else None,
+                    drop=drop_rate,
                 )
                 for j in range(depths[i])
             ]

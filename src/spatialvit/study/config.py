@@ -172,6 +172,13 @@ class StudyConfig(Config):
             if importlib.util.find_spec("ray") is None:
                 raise ValueError("executor ray needs Ray: pip install 'spatialvit[ray]' (see docs/cluster.md)")
 
+    def train_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Changes to ``train`` with their derived defaults: new ``epochs`` without ``warmup_epochs`` keep the
+        warm-up within half the run (``min(train.warmup_epochs, epochs / 2)``), so that the schedule still decays."""
+        if "epochs" in changes and "warmup_epochs" not in changes:
+            return {**changes, "warmup_epochs": min(self.train.warmup_epochs, changes["epochs"] / 2)}
+        return changes
+
     def train_config(self, model: str, seed: int) -> TrainConfig:
         """The TrainConfig of one model and seed: ``train`` plus the study's data and size, the seed, and the run
         folder ``out/runs/<model>/seed<seed>``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -30,7 +30,7 @@ from ..probes import sensitivity_sweep
 from ..probes.association import association_report, vit_attention_matrix
 from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
 from ..probes.priors import has_prior, prior_attention_distance, rate_spread
-from ..probes.sensitivity import SensitivityResult
+from ..probes.sweep import SensitivityResult
 from ..report.sensitivity_plots import plot_sensitivity
 from ..report.stats import differences, summarise
 from ..report.tables import save_table
@@ -147,9 +147,9 @@ def run_study(config: StudyConfig) -> StudyResult | None:
     if not main:
         return None
     analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
-    for name, seed, path, source in runs:
-        log.info("== analysing %s, seed %d (%s)", name, seed, path)
-        _analyse(config, analysis, probe, name, seed, path, source)
+    for run in runs:
+        log.info("== analysing %s, seed %d (%s)", run.model, run.seed, run.path)
+        _analyse(config, analysis, probe, name=run.model, seed=run.seed, path=run.path, source=run.source)
     log.info("== writing tables, plots and the report to %s", out)
     return _write(config, analysis, probe)
 
@@ -167,20 +167,29 @@ def _probe_data(config: StudyConfig) -> _Probe:
     return _Probe(loader, images, num_classes, resolve_device(config.train.device))
 
 
-def _obtain_runs(config: StudyConfig) -> list[tuple[str, int, Path, str]]:
-    """``(model, seed, checkpoint, source)`` of every run: a given checkpoint (used as the model's only seed), or
+class Run(NamedTuple):
+    """One run of the study: its model, seed, checkpoint and where it comes from (``trained`` or ``checkpoint``)."""
+
+    model: str
+    seed: int
+    path: Path
+    source: str
+
+
+def _obtain_runs(config: StudyConfig) -> list[Run]:
+    """The :class:`Run` of every model and seed: a given checkpoint (used as the model's only seed), or
     the last checkpoint of training the model with that seed (reusing a finished or interrupted run), trained by
     the executor of ``config`` (:mod:`.executors`)."""
     jobs = [config.train_config(name, seed) for name in config.models for seed in config.seeds
             if name not in config.checkpoints]  # fmt: skip
-    runs = [(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
+    runs = [Run(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
     trained = []
     if jobs:
         with open_executor(config) as executor:
             trained = executor.train(jobs)
-    runs += [(name, seed, path, "trained") for name, seed, path, _ in trained]
+    runs += [Run(name, seed, path, "trained") for name, seed, path, _ in trained]
     order = {name: k for k, name in enumerate(config.models)}
-    return sorted(runs, key=lambda r: (order[r[0]], r[1]))
+    return sorted(runs, key=lambda r: (order[r.model], r.seed))
 
 
 def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
@@ -244,7 +253,7 @@ def _analyse(
     row["chance_acc1"] = 1 / probe.num_classes
     row |= grid_drops(res.rows(), config.claim_grid_labels, 1 / probe.num_classes)
     x = probe.images.to(probe.device)
-    row |= _attention(config, analysis, clf, x, name, seed)
+    row |= _attention(config, analysis, clf, x=x, name=name, seed=seed)
     row["prior_dist_px"] = _prior_distance(ckpt, x, probe.device)
     row["rate_spread"] = rate_spread(clf, x)
     row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
@@ -384,12 +393,27 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe) -> StudyResu
     if analysis.associations:
         files |= {f"association_{k}": v for k, v in save_table(analysis.associations, out, "association").items()}
     report = build_report(
-        config, comparison, diffs, claims, invalid, analysis.distances, analysis.associations, files
+        config,
+        comparison,
+        diffs,
+        claims=claims,
+        invalid=invalid,
+        distances=analysis.distances,
+        associations=analysis.associations,
+        files=files,
     )
     files |= report.save(out)
     sweeps = [res for _, res in analysis.sweeps]
     return StudyResult(
-        out, comparison, per_seed, diffs, claims, sweeps, analysis.distances, analysis.associations, files
+        out=out,
+        comparison=comparison,
+        per_seed=per_seed,
+        differences=diffs,
+        claims=claims,
+        sensitivity=sweeps,
+        attention_distance=analysis.distances,
+        association=analysis.associations,
+        files=files,
     )
 
 

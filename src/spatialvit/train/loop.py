@@ -159,7 +159,14 @@ def fit(config: TrainConfig) -> FitResult:
                                                                      end - first))  # fmt: skip
             best_top1 = _save_epoch(run, row, best_top1, writer)
         run.ctx.barrier()
-    result = FitResult(run.model, run.run_dir, run.history, last, best, run.ema.module if run.ema else None)
+    result = FitResult(
+        model=run.model,
+        run_dir=run.run_dir,
+        history=run.history,
+        last_checkpoint=last,
+        best_checkpoint=best,
+        ema_model=run.ema.module if run.ema else None,
+    )
     if run.ctx.is_main:
         if writer is not None:
             writer.close()
@@ -212,11 +219,23 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
         random_erasing=config.random_erasing,
     )
     loader_gen = torch.Generator()
-    train_loader, test_loader = _loaders(train_set, test_set, config, ctx, device, loader_gen)
+    train_loader, test_loader = _loaders(train_set, test_set, config, ctx=ctx, device=device, gen=loader_gen)
     run = _Session(
-        config, ctx, device, run_dir, info, model, model_kwargs, forward, optimizer, scheduler, augment,
-        train_loader, test_loader, loader_gen,
-    )  # fmt: skip
+        config=config,
+        ctx=ctx,
+        device=device,
+        run_dir=run_dir,
+        info=info,
+        model=model,
+        model_kwargs=model_kwargs,
+        forward=forward,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        augment=augment,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        loader_gen=loader_gen,
+    )
     if ema is not None:
         run.ema, run.ema_forward = ema, with_normalize(ema.module, info.mean, info.std).to(device)
     return run, resume_from
