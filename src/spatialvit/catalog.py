@@ -21,7 +21,9 @@ class MixerEntry:
     it; ``family``: the ViT family ``vit_{family}_{size}_patch{p}`` built with it (``""``: the plain ``vit_*``);
     ``role``: its role in the papers' claims (``None``: none); ``positional``: its attention is (partly) a learned
     function of patch positions, so the study measures its patch association; ``default_study``: its micro model is
-    one of the default study's models; ``model_defaults``: further ViT arguments of the family.
+    one of the default study's models; ``decay_schedule``: it takes RMT's per-head decay schedule (``gamma_a``,
+    ``gamma_b``) and the ``decomposed`` form, which the hierarchical backbone sets per stage; ``model_defaults``:
+    further ViT arguments of the family.
     """
 
     mixer: str
@@ -30,6 +32,7 @@ class MixerEntry:
     role: str | None = None
     positional: bool = False
     default_study: bool = False
+    decay_schedule: bool = False
     model_defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -46,8 +49,8 @@ MIXERS: tuple[MixerEntry, ...] = (
         model_defaults={"pos_embed": "none"},
     ),
     MixerEntry("gpsa", "positional", "gpsa", positional=True),
-    MixerEntry("decay", "decay", "rmt", role="decay", default_study=True),
-    MixerEntry("cag", "cag", "sdt", role="sdt", default_study=True),
+    MixerEntry("decay", "decay", "rmt", role="decay", default_study=True, decay_schedule=True),
+    MixerEntry("cag", "cag", "sdt", role="sdt", default_study=True, decay_schedule=True),
     MixerEntry("relpos", "relpos", "relpos"),
 )
 # The CNN's role in the claims: any ResNet takes it.
