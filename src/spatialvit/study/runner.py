@@ -11,6 +11,9 @@ Progress goes to the ``spatialvit.study`` logger (one line per stage, with the t
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +41,7 @@ from ..runtime import claim_outputs, is_main_process, resolve_device, split_clas
 from ..train.checkpoint import model_from_checkpoint
 from .claims import CLAIMS, evaluate_claims, expand, validity
 from .config import StudyConfig
-from .executors import open_executor
+from .executors import Executor, InTurn, ProcessPool
 from .plots import plot_attention_distance, plot_attention_maps
 from .provenance import check_checkpoints, failed_start
 from .report import build_report, sweep_means
@@ -165,6 +168,23 @@ def _probe_data(config: StudyConfig) -> _Probe:
     images = torch.stack([test_set[i][0] for i in range(n_probe)])
     loader = DataLoader(test_set, s.batch_size, shuffle=False)
     return _Probe(loader, images, num_classes, resolve_device(config.train.device))
+
+
+@contextmanager
+def open_executor(config: StudyConfig) -> Iterator[Executor]:
+    """The executor of ``config``: a Ray cluster (``executor: ray``, joined or started here and left when the block
+    ends), ``workers`` forked processes (on a CPU, outside ``torchrun``), or one run after another."""
+    if config.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        with RayExecutor.connect(config.address, Path(config.out)) as executor:
+            yield executor
+        return
+    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun every rank trains each run together
+    if config.workers > 1 and alone and resolve_device(config.train.device).type == "cpu":
+        yield ProcessPool(config.workers)
+    else:
+        yield InTurn()
 
 
 class Run(NamedTuple):
