@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spatialvit.data import DatasetInfo, TensorImageDataset, build_train_transform
 from spatialvit.report.tables import markdown_table
+from spatialvit.train.config import TrainConfig
 
 
 class PerItem(Dataset):
@@ -76,14 +77,9 @@ def main() -> None:
     t_batched = best_time(epoch(ds), args.repeats)
 
     x, y = ds.get_batch(range(args.batch_size))
-    off = dict(randaugment_ops=0, randaugment_magnitude=9.0, mixup_alpha=0.0, cutmix_alpha=0.0, mix_prob=1.0)
-    crop_flip = build_train_transform(10, crop_padding=4, flip=True, random_erasing=0.0, **off)
+    crop_flip = build_train_transform(TrainConfig(crop_padding=4, flip=True), 10)
     full = build_train_transform(
-        10,
-        crop_padding=4,
-        flip=True,
-        random_erasing=0.0,
-        **{**off, "randaugment_ops": 2, "mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+        TrainConfig(crop_padding=4, flip=True, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0), 10
     )
     reps = 10 * args.repeats
     t_loop = best_time(lambda: per_image_crop_flip(x, 4, g), reps)

@@ -2,6 +2,8 @@
 reproducibility from the generator, soft targets that match what was done to the pixels, and the errors promised
 for bad input."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -24,8 +26,8 @@ AUGMENT = dict(
 )
 
 
-def build(num_classes: int, **options) -> T.BatchTransform:
-    return T.build_train_transform(num_classes, **{**AUGMENT, **options})
+def build(num_classes: int, padding_mode: str = "zeros", **options) -> T.BatchTransform:
+    return T.build_train_transform(SimpleNamespace(**{**AUGMENT, **options}), num_classes, padding_mode=padding_mode)
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .base import part_options
-from .manhattan import ManhattanBias, decay_backends, gamma_schedule
+from .manhattan import DecaySource, ManhattanBias
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
@@ -27,37 +27,21 @@ from .softmax import SoftmaxAttention
 KEEP_DENSE_MAX = 2**22
 
 
-def log_rates(num_heads: int, a: float, b: float) -> torch.Tensor:
-    """``log(-log gamma_h)`` ``[num_heads]``: the per-head rate of :func:`gamma_schedule` in log space (float32)."""
-    return (-gamma_schedule(num_heads, a, b).log()).log().float()
-
-
-class FixedDecay(nn.Module):
+class FixedDecay(DecaySource):
     """The bias source of fixed decay: rate ``-log(gamma_h)`` per head, the same for every token.
 
-    ``gamma_a``, ``gamma_b``: the schedule; ``learnable_decay``: train ``log_rate = log(-log gamma)``;
-    ``decomposed``: the row-then-column form.
+    ``learnable_decay``: train ``log_rate = log(-log gamma)``; ``schedule``: ``gamma_a``, ``gamma_b`` (the
+    schedule) and ``decomposed`` (the row-then-column form), as :class:`~.manhattan.DecaySource`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        gamma_a: float = 2.0,
-        gamma_b: float = 4.0,
-        learnable_decay: bool = False,
-        decomposed: bool = False,
-    ) -> None:
-        super().__init__()
-        log_rate = log_rates(num_heads, gamma_a, gamma_b)
+    def __init__(self, dim: int, num_heads: int, *, learnable_decay: bool = False, **schedule: Any) -> None:
+        what = "decomposed decay" if schedule.get("decomposed") else "fixed decay"
+        super().__init__(num_heads, form="pairwise", what=what, **schedule)
+        log_rate = (-self.initial_gammas().log()).log().float()
         if learnable_decay:
             self.log_rate = nn.Parameter(log_rate)
         else:
             self.register_buffer("log_rate", log_rate)
-        self.decomposed = decomposed
-        self.backends = decay_backends("pairwise", decomposed)
-        self.what = "decomposed decay" if decomposed else "fixed decay"
         # The dense bias [1, heads, N, N] of the current rates, per (grid, prefix, dtype, device), kept while the
         # rates need no gradient; keyed on log_rate's storage and version counter (bumped by every in-place
         # change: an optimiser step, load_state_dict), so a changed rate is never served stale.

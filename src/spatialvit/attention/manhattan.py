@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .bias import ScoreMod, SpatialBias
 
@@ -51,6 +52,29 @@ def decay_backends(form: str, decomposed: bool) -> tuple[str, ...]:
 def gamma_schedule(num_heads: int, a: float = 2.0, b: float = 4.0) -> torch.Tensor:
     """Per-head decay ``gamma_h = 1 - 2^-(a + b*h/num_heads)`` ``[num_heads]`` (RMT: a=2, b = head range)."""
     return 1 - 2 ** -(a + b * torch.arange(num_heads, dtype=torch.float64) / num_heads)
+
+
+class DecaySource(nn.Module):
+    """What the Manhattan decay bias sources share: the schedule ``gamma_h = 1 - 2^-(a + b*h/heads)`` of their
+    initial rates (``gamma_a``, ``gamma_b``), their ``form`` (``pairwise`` or ``warped``), whether it is
+    ``decomposed``, the kernels that compute it (``backends``) and their name in errors (``what``)."""
+
+    def __init__(
+        self, num_heads: int, *, gamma_a: float = 2.0, gamma_b: float = 4.0, form: str = "pairwise",
+        decomposed: bool = False, what: str,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        if decomposed and form != "pairwise":
+            raise ValueError(f"the decomposed {what} takes the 'pairwise' form, got {form!r}")
+        self.num_heads, self.gamma_a, self.gamma_b = num_heads, gamma_a, gamma_b
+        self.form, self.decomposed, self.what = form, decomposed, what
+        self.backends = decay_backends(form, decomposed)
+
+    def initial_gammas(self) -> torch.Tensor:
+        """The schedule's per-head decay ``gamma_h`` ``[heads]`` (float64)."""
+        return gamma_schedule(self.num_heads, self.gamma_a, self.gamma_b)
 
 
 def grid_coords(grid: tuple[int, int], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -570,26 +571,29 @@ class BatchTransform:
         )
 
 
-def build_train_transform(
-    num_classes: int,
-    *,
-    crop_padding: int,
-    flip: bool,
-    randaugment_ops: int,
-    randaugment_magnitude: float,
-    mixup_alpha: float,
-    cutmix_alpha: float,
-    mix_prob: float,
-    random_erasing: float,
-    padding_mode: str = "zeros",
-) -> BatchTransform:
-    """The standard training augmentation: crop with ``crop_padding`` (0 = off; ``padding_mode`` of the padding),
-    flip, ``randaugment_ops`` ops per image (0 = off) at ``randaugment_magnitude`` (0..10), random erasing of
-    ``random_erasing`` of the images (0 = off) and mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
+class AugmentOptions(Protocol):
+    """The training augmentation's options, as :class:`~spatialvit.train.config.TrainConfig` holds them (with their
+    defaults and help)."""
 
-    The options have no defaults here: they are :class:`~spatialvit.train.config.TrainConfig`'s (its fields of the
-    same names hold the defaults and the help).
+    crop_padding: int
+    flip: bool
+    randaugment_ops: int
+    randaugment_magnitude: float
+    mixup_alpha: float
+    cutmix_alpha: float
+    mix_prob: float
+    random_erasing: float
+
+
+def build_train_transform(options: AugmentOptions, num_classes: int, *, padding_mode: str = "zeros") -> BatchTransform:
+    """The standard training augmentation of ``options`` (a :class:`~spatialvit.train.config.TrainConfig`): crop
+    with ``crop_padding`` (0 = off; ``padding_mode`` of the padding), flip, ``randaugment_ops`` ops per image (0 =
+    off) at ``randaugment_magnitude`` (0..10), random erasing of ``random_erasing`` of the images (0 = off) and
+    mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
     """
+    crop_padding, flip, randaugment_ops = options.crop_padding, options.flip, options.randaugment_ops
+    mixup_alpha, cutmix_alpha, mix_prob = options.mixup_alpha, options.cutmix_alpha, options.mix_prob
+    random_erasing = options.random_erasing
     if randaugment_ops < 0:
         raise ValueError(f"randaugment_ops must be >= 0, got {randaugment_ops}")
     if mixup_alpha < 0 or cutmix_alpha < 0:
@@ -598,7 +602,7 @@ def build_train_transform(
         raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing must be a probability in [0, 1], got {random_erasing}")
-    randaugment = RandAugment(randaugment_ops, randaugment_magnitude) if randaugment_ops > 0 else None
+    randaugment = RandAugment(randaugment_ops, options.randaugment_magnitude) if randaugment_ops > 0 else None
     mix = MixUpCutMix(mixup_alpha, cutmix_alpha, mix_prob) if mixup_alpha > 0 or cutmix_alpha > 0 else None
     erasing = RandomErasing(random_erasing) if random_erasing > 0 else None
     return BatchTransform(

@@ -207,17 +207,7 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch, peak_lr))
     ema = ModelEma(model, config.ema_decay**scale, config.ema_warmup) if config.ema_decay > 0 else None
-    augment = build_train_transform(
-        info.num_classes,
-        crop_padding=config.crop_padding,
-        flip=config.flip,
-        randaugment_ops=config.randaugment_ops,
-        randaugment_magnitude=config.randaugment_magnitude,
-        mixup_alpha=config.mixup_alpha,
-        cutmix_alpha=config.cutmix_alpha,
-        mix_prob=config.mix_prob,
-        random_erasing=config.random_erasing,
-    )
+    augment = build_train_transform(config, info.num_classes)
     loader_gen = torch.Generator()
     train_loader, test_loader = _loaders(train_set, test_set, config, ctx=ctx, device=device, gen=loader_gen)
     run = _Session(
