@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, option
+from ..config import Config, device_option, option
 from .grids import FILLS, Grid, check_ratio, parse_grids, to_grid  # noqa: F401  (re-exported)
 
 CLUSTER_METHODS = ("spectral", "agglomerative")
@@ -97,7 +97,7 @@ class SensitivityRunConfig(Config):
     img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
     sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
     seed: int = option(0, "base seed of every perturbation")
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    device: str = device_option()
     amp: bool = option(True, "autocast on GPU")
     examples: int = option(4, "images in examples.png (0: no figure)")
     out: str = option("results/sensitivity", "output folder")

@@ -6,10 +6,12 @@ import os
 
 import torch
 
+from ..config import AUTO
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
+
+def resolve_device(name: str | torch.device = AUTO) -> torch.device:
     """``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; a CUDA device without CUDA raises."""
-    if str(name) == "auto":
+    if str(name) == AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():

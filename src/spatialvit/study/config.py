@@ -12,7 +12,7 @@ from typing import Any
 
 from .._names import unknown_name
 from ..catalog import default_models
-from ..config import Config, option
+from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option
 from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
@@ -53,7 +53,7 @@ class ProbeConfig(Config):
 class StudyConfig(Config):
     """Everything that defines a study (see ``docs/study.md``)."""
 
-    data: str = option("digits", "dataset NAME or NAME:PATH", metavar="SPEC")
+    data: str = option(DEFAULT_DATA, "dataset NAME or NAME:PATH", metavar="SPEC")
     img_size: int | None = option(None, "resize the data to N x N (none: the data's own size)")
     models: list[str] = option(
         help="registered model names (`spatialvit models`)", factory=lambda: list(DEFAULT_MODELS), parse=_names
@@ -164,7 +164,7 @@ class StudyConfig(Config):
         if self.address is not None and self.executor != "ray":
             raise ValueError(f"address ({self.address!r}) joins a Ray cluster: it needs executor ray")
         if self.executor == "ray":
-            if self.train.device not in ("auto", "cpu", "cuda"):
+            if self.train.device not in (AUTO, *DEVICES):
                 raise ValueError(
                     f"with executor ray, train.device must be auto, cpu or cuda (Ray gives each run its GPU), "
                     f"got {self.train.device!r}"

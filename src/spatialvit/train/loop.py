@@ -37,7 +37,7 @@ from ..models.registry import sizes_that_build
 from ..report.tables import save_table
 from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
 from .checkpoint import check_data, load_checkpoint, model_from_checkpoint, save_checkpoint, trained_on
-from .config import TrainConfig
+from .config import EvalConfig, TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
 from .ema import ModelEma
 from .sampler import RepeatAugSampler
@@ -369,24 +369,19 @@ def evaluate(
     return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": top5_pct, "n": int(n)}
 
 
-def evaluate_checkpoint(
-    path: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    batch_size: int = 256,
-    device: str = "auto",
-    progress: bool = False,
-    ema: bool = False,
-    other_data: bool = False,
-) -> dict[str, Any]:
-    """Score the checkpoint at ``path`` (its model EMA with ``ema``) on ``split`` of ``data`` (default: the data it
-    was trained on; other data is refused unless ``other_data``).
+def evaluate_checkpoint(path: str | Path, **options: Any) -> dict[str, Any]:
+    """Score the checkpoint at ``path`` with the options of :class:`~.config.EvalConfig` (their defaults there;
+    ``checkpoint``, ``out`` and ``overwrite`` are the command's): its model EMA with ``ema``, on ``split`` of
+    ``data`` (none: the data it was trained on; other data is refused unless ``other_data``).
 
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
     Returns ``{"checkpoint", "weights" ("raw" or "EMA"), "data", "trained_on", "split", "loss", "top1", "top5",
     "n"}``.
     """
-    dev = resolve_device(device)
+    config = EvalConfig.from_dict({**options, "checkpoint": str(path)})
+    data, split, ema, batch_size = config.data, config.split, config.ema, config.batch_size
+    other_data, progress = config.other_data, config.progress
+    dev = resolve_device(config.device)
     model, info, ckpt = model_from_checkpoint(path, map_location=dev, ema=ema)
     trained = trained_on(ckpt)
     data = data or trained["data"]
