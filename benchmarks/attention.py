@@ -155,7 +155,7 @@ def flex_kernel_check(n: int, batch: int, heads: int, head_dim: int, repeats: in
     from torch.nn.attention.flex_attention import flex_attention as flex
 
     from spatialvit.attention import ManhattanBias
-    from spatialvit.attention.decay import gamma_schedule
+    from spatialvit.attention.manhattan import gamma_schedule
 
     side = math.isqrt(n)
     q, k, v = (torch.randn(batch, heads, n, head_dim) for _ in range(3))

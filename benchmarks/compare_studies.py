@@ -1,6 +1,7 @@
-"""Are two study folders the same study? Compares comparison.json, sweep.json, attention_distance.json and
-association.json row by row (the wall-clock columns train_time_s, train_img_s, infer_img_s and their _ci, _n left
-out) and names the models whose rows differ.
+"""Are two study folders the same study? Compares comparison_seeds.json (per model and seed), comparison.json,
+differences.json, claims.json, sweep.json, attention_distance.json and association.json row by row (the
+wall-clock columns train_time_s, train_img_s, infer_img_s and their _ci, _n left out) and names the models (or
+claims) whose rows differ.
 
     python benchmarks/compare_studies.py STUDY_A STUDY_B
 
@@ -14,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-TABLES = ("comparison", "sweep", "attention_distance", "association")
+TABLES = ("comparison_seeds", "comparison", "differences", "claims", "sweep", "attention_distance", "association")
 WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
 
 
@@ -30,6 +31,11 @@ def rows(folder: Path, table: str) -> list[dict]:
     ]
 
 
+def _name(row: dict) -> str:
+    """The model a row is about (a claim's id for the claims table)."""
+    return str(row.get("model", row.get("id", "")))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path)
@@ -38,8 +44,8 @@ def main() -> int:
     same = True
     for table in TABLES:
         a, b = rows(args.a, table), rows(args.b, table)
-        models = list(dict.fromkeys(r["model"] for r in a + b))
-        differ = [m for m in models if [r for r in a if r["model"] == m] != [r for r in b if r["model"] == m]]
+        models = list(dict.fromkeys(_name(r) for r in a + b))
+        differ = [m for m in models if [r for r in a if _name(r) == m] != [r for r in b if _name(r) == m]]
         same &= not differ
         print(f"{table}.json: {'identical' if not differ else 'differs for ' + ', '.join(differ)}")
     return 0 if same else 1

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spatialvit.data import DatasetInfo, TensorImageDataset, build_train_transform
 from spatialvit.report.tables import markdown_table
+from spatialvit.train.config import TrainConfig
 
 
 class PerItem(Dataset):
@@ -76,8 +77,10 @@ def main() -> None:
     t_batched = best_time(epoch(ds), args.repeats)
 
     x, y = ds.get_batch(range(args.batch_size))
-    crop_flip = build_train_transform(10)
-    full = build_train_transform(10, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0)
+    crop_flip = build_train_transform(TrainConfig(crop_padding=4, flip=True), 10)
+    full = build_train_transform(
+        TrainConfig(crop_padding=4, flip=True, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0), 10
+    )
     reps = 10 * args.repeats
     t_loop = best_time(lambda: per_image_crop_flip(x, 4, g), reps)
     t_vec = best_time(lambda: crop_flip(x, y, g), reps)

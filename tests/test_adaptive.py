@@ -62,11 +62,14 @@ def test_adaptive_config_is_checked():
 
 
 # A synthetic claim set: (s1) the ResNet has more parameters than the ViT — exact, so it resolves once the sequential
-# rule has seeds enough (4: the e-value of 4 exact values is 41^1.5 = 262 > 2 / 0.05); (s2) the positional ViT "equals" the plain ViT in chance accuracy with a zero margin —
-# identical values that no conclusion can ever take, so it stays open to max_seeds.
+# rule has seeds enough (4: the e-value of 4 exact values is 41^1.5 = 262 > 2 / 0.05); (s2) the positional ViT
+# "equals" the plain ViT in chance accuracy with a zero margin — identical values that no conclusion can ever take,
+# so it stays open to max_seeds.
 SYNTHETIC = (
-    Claim("s1", "test", "", "the CNN is larger", "params", "cnn", "plain", "superiority", 1.0, "exact"),
-    Claim("s2", "test", "", "never settles", "chance_acc1", "positional", "plain", "equivalence", 0.0, "none"),
+    Claim(id="s1", source="test", quote="", text="the CNN is larger", measure="params", model="cnn",
+          reference="plain", kind="superiority", delta=1.0, delta_reason="exact"),
+    Claim(id="s2", source="test", quote="", text="never settles", measure="chance_acc1", model="positional",
+          reference="plain", kind="equivalence", delta=0.0, delta_reason="none"),
 )
 
 

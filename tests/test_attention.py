@@ -16,7 +16,7 @@ from spatialvit.attention import (
     manhattan_distance,
     resolve_backend,
 )
-from spatialvit.attention.decay import gamma_schedule
+from spatialvit.attention.manhattan import gamma_schedule
 from spatialvit.models import create_model, list_models
 
 GRID = (3, 5)  # non-square on purpose
@@ -32,9 +32,9 @@ def _pair(name: str, backend: str, prefix: int, **kwargs):
     fast = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend=backend, **kwargs).double()
     ref = create_attention(name, DIM, num_heads=HEADS, num_prefix_tokens=prefix, backend="reference", **kwargs)
     ref = ref.double()
-    if isinstance(fast.decay, ContextDecay):  # make the content gate matter
+    if isinstance(fast.bias, ContextDecay):  # make the content gate matter
         with torch.no_grad():
-            fast.decay.gate_weight.normal_(0, 0.5)
+            fast.bias.gate_weight.normal_(0, 0.5)
     ref.load_state_dict(fast.state_dict())
     return fast, ref
 
@@ -95,8 +95,8 @@ def test_backend_matches_reference_forward_and_grads(name, backend, kwargs, pref
     names = ["x", *(n for n, p in fast.named_parameters() if p.requires_grad)]
     for n, a, b in zip(names, g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, n=n: f"grad of {n}: {m}")
-    if "decay.gate_weight" in names:
-        assert g_fast[names.index("decay.gate_weight")].abs().sum() > 0  # gradients reach the gate
+    if "bias.gate_weight" in names:
+        assert g_fast[names.index("bias.gate_weight")].abs().sum() > 0  # gradients reach the gate
     _, attn = fast(x, GRID, return_attn=True)  # maps from every variant: rows are distributions
     n = x.shape[1]
     assert attn.shape == (2, HEADS, n, n) and (attn >= 0).all()
@@ -211,16 +211,16 @@ def test_fixed_decay_bias_is_log_gamma_times_distance_and_equals_product_form():
 def test_cag_with_constant_gate_equals_fixed_decay(form):
     fixed = create_attention("decay", DIM, num_heads=HEADS, num_prefix_tokens=1, backend="reference").double()
     cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=1, form=form, backend="reference").double()
-    assert cag.decay.gate_weight.abs().sum() == 0  # initialised content-free
+    assert cag.bias.gate_weight.abs().sum() == 0  # initialised content-free
     cag.load_state_dict(fixed.state_dict(), strict=False)
     x = _x(1)
     # at init (parameters stored in float32: equal up to float32 rounding of the schedule)
     torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-6, atol=1e-6)
     with torch.no_grad():  # the same schedule in float64: equal to float64 precision
-        cag.decay.gate_bias.copy_(torch.logit(torch.exp(-fixed.decay.log_rate.exp())))
+        cag.bias.gate_bias.copy_(torch.logit(torch.exp(-fixed.bias.log_rate.exp())))
     torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        cag.decay.gate_weight.normal_()
+        cag.bias.gate_weight.normal_()
     assert not torch.allclose(cag(x, GRID), fixed(x, GRID))
 
 
@@ -469,7 +469,7 @@ def test_decomposed_cag_with_constant_gate_equals_decomposed_fixed_decay(prefix)
     cag = create_attention("cag", DIM, num_heads=HEADS, num_prefix_tokens=prefix, decomposed=True).double()
     cag.load_state_dict({k: v for k, v in fixed.state_dict().items() if "log_rate" not in k}, strict=False)
     with torch.no_grad():
-        cag.decay.gate_bias.copy_(torch.logit(torch.exp(-fixed.decay.log_rate.exp())))
+        cag.bias.gate_bias.copy_(torch.logit(torch.exp(-fixed.bias.log_rate.exp())))
     x = _x(prefix)
     torch.testing.assert_close(cag(x, GRID), fixed(x, GRID), rtol=1e-12, atol=1e-12)
     _, a_cag = cag(x, GRID, return_attn=True)

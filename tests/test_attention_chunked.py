@@ -36,7 +36,7 @@ def _assert_matches_reference(attend, q, k, v, rates, prefix: int) -> None:
     q, k, v and the rates, and the output without gradients (inference)."""
     bias = ManhattanBias(GRID, rates, num_prefix=prefix)
     ref = _reference(q, k, v, bias)
-    out = attend(q, k, v, bias.padded_rates())
+    out = attend(q, k, v, bias.pairwise_rates())
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
     weights = torch.randn_like(ref)
     g_ref = torch.autograd.grad((ref * weights).sum(), [q, k, v, rates])
@@ -44,7 +44,7 @@ def _assert_matches_reference(attend, q, k, v, rates, prefix: int) -> None:
     for name, a, b in zip(["q", "k", "v", "rates"], g_out, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad of {name}: {m}")
     with torch.no_grad():
-        torch.testing.assert_close(attend(q, k, v, bias.padded_rates()), ref)
+        torch.testing.assert_close(attend(q, k, v, bias.pairwise_rates()), ref)
 
 
 @pytest.mark.parametrize("block", [2**18, 64, 1])  # one block, several image groups, one image per block
@@ -76,7 +76,7 @@ def test_chunked_kernel_builds_distance_rows_when_the_grid_is_too_large_to_cache
     q, k, v, rates = _case(1, 2, batch=2, grid=grid, seed=1)
     bias = ManhattanBias(grid, rates, num_prefix=1)
     ref = _reference(q, k, v, bias)
-    out = pairwise_decay_attention(q, k, v, bias.padded_rates(), grid, 1, rows=5)
+    out = pairwise_decay_attention(q, k, v, bias.pairwise_rates(), grid, 1, rows=5)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
     g_ref = torch.autograd.grad(ref.sum(), [q, k, v, rates])
     g_out = torch.autograd.grad(out.sum(), [q, k, v, rates])
@@ -132,23 +132,23 @@ def test_fixed_decay_keeps_its_dense_bias_and_follows_its_rates():
     x = torch.randn(2, 16, 24, dtype=torch.float64)
 
     def fresh():
-        return ManhattanBias(GRID, mixer.decay.log_rate.exp()[None, :, None].expand(1, 3, 15), 1).dense()
+        return ManhattanBias(GRID, mixer.bias.log_rate.exp()[None, :, None].expand(1, 3, 15), 1).dense()
 
     with torch.no_grad():
-        kept = mixer.decay(x, GRID, 1).dense()
-        assert kept is mixer.decay(x, GRID, 1).dense()  # built once for these rates
+        kept = mixer.bias(x, GRID, 1).dense()
+        assert kept is mixer.bias(x, GRID, 1).dense()  # built once for these rates
         torch.testing.assert_close(kept, fresh())
-        mixer.decay.log_rate.add_(0.3)  # a changed rate (an optimiser step, a load) is never served stale
-        changed = mixer.decay(x, GRID, 1).dense()
+        mixer.bias.log_rate.add_(0.3)  # a changed rate (an optimiser step, a load) is never served stale
+        changed = mixer.bias(x, GRID, 1).dense()
         assert changed is not kept
         torch.testing.assert_close(changed, fresh())
     # while the rates train, nothing is kept: the bias carries their gradient
-    bias = mixer.decay(x, GRID, 1)
+    bias = mixer.bias(x, GRID, 1)
     assert bias.precomputed is None and bias.dense().requires_grad
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mixer(x.requires_grad_(), GRID).sum().backward()
-    assert mixer.decay.log_rate.grad.abs().sum() > 0
+    assert mixer.bias.log_rate.grad.abs().sum() > 0
 
 
 def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(monkeypatch):
@@ -157,10 +157,10 @@ def test_fixed_decay_keeps_no_bias_beyond_its_budget_and_auto_then_runs_chunked(
     mixer = create_attention("decay", 24, num_heads=3, num_prefix_tokens=1)
     x = torch.randn(2, 16, 24)
     q = mixer.project(x, GRID)[0]
-    assert mixer.decay(x, GRID, 1).precomputed is not None  # 3 x 16 x 16 entries: kept
-    assert resolve_backend("auto", mixer.supported_backends, q, mixer.decay(x, GRID, 1)) == "sdpa"
+    assert mixer.bias(x, GRID, 1).precomputed is not None  # 3 x 16 x 16 entries: kept
+    assert resolve_backend("auto", mixer.supported_backends, q, mixer.bias(x, GRID, 1)) == "sdpa"
     monkeypatch.setattr(decay, "KEEP_DENSE_MAX", 3 * 16 * 16 - 1)
-    bias = mixer.decay(x, GRID, 1)
+    bias = mixer.bias(x, GRID, 1)
     assert bias.precomputed is None
     small = torch.randn(400, 3, 16, 8)  # inference on a small grid: the materialised path
     assert resolve_backend("auto", mixer.supported_backends, small, bias) == "bmm"

@@ -18,9 +18,9 @@ GRID = (3, 5)
 def test_flex_forward_matches_reference(name, kwargs):
     flex = create_attention(name, 32, num_heads=4, num_prefix_tokens=1, backend="flex", **kwargs).eval()
     ref = create_attention(name, 32, num_heads=4, num_prefix_tokens=1, backend="reference", **kwargs).eval()
-    if hasattr(flex.decay, "gate_weight"):
+    if hasattr(flex.bias, "gate_weight"):
         with torch.no_grad():
-            flex.decay.gate_weight.normal_(0, 0.5)
+            flex.bias.gate_weight.normal_(0, 0.5)
     ref.load_state_dict(flex.state_dict())
     if kwargs.get("form") == "warped":  # auto serves warped-decay inference on large grids with flex
         big = (17, 17)

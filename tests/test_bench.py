@@ -1,11 +1,13 @@
 """Throughput/memory helpers and `spatialvit bench models` (tiny sizes: checks the plumbing, not the speed)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from spatialvit.bench import bench_models, family_models, peak_mib, time_call
+from spatialvit.bench.config import BenchConfig
 from spatialvit.cli import main
 
 
@@ -109,21 +111,15 @@ def test_family_models_starts_with_the_plain_vit():
 
 
 def test_bench_models_rows_and_ratios():
-    rows = bench_models(
-        ["vit_micro_patch4", "vit_rmt_micro_patch4"],
-        img_size=8,
-        batch_size=2,
-        repeats=1,
-        timm_reference=False,
-        progress=False,
-    )
+    config = BenchConfig(img_size=8, batch_size=2, repeats=1, timm=False, progress=False)
+    rows = bench_models(["vit_micro_patch4", "vit_rmt_micro_patch4"], config)
     assert [r["model"] for r in rows] == ["vit_micro_patch4", "vit_rmt_micro_patch4"]
     assert rows[0]["x_base_train"] == rows[0]["x_base_infer"] == 1.0
     for r in rows:
         assert r["params_m"] > 0 and r["train_img_s"] > 0 and r["infer_img_s"] > 0
         assert r["train_peak_mib"] > 0 and r["infer_peak_mib"] > 0
     with pytest.raises(ValueError, match="dtype"):
-        bench_models(["vit_micro_patch4"], dtype="fp8")
+        bench_models(["vit_micro_patch4"], replace(config, dtype="fp8"))
 
 
 def test_cli_bench_models(tmp_path, capsys):

@@ -85,7 +85,7 @@ def test_models_params_and_flops(capsys):
         (["study", "--lr", "nan"], "in train: lr must be a finite number, got nan"),
         (["study", "--epochs", "0"], "in train: epochs must be positive, got 0"),
         (["study", "--batch-size", "0"], "in train: batch_size must be positive, got 0"),
-        (["eval", "--checkpoint", "x.pt", "--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+        (["eval", "--checkpoint", "x.pt", "--batch-size", "0"], "batch_size must be positive, got 0"),
         (["sensitivity", "--checkpoint", "x.pt", "--limit", "0"], "for all images leave it out: --limit none"),
         (["sensitivity", "--checkpoint", "x.pt", "--batch-size", "0"], "in sweep: batch_size must be positive"),
         (["synth", "train", "--batch-size", "0"], "batch_size must be >= 1 (or none for full batch), got 0"),

@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from spatialvit.attention import FixedDecay
+from spatialvit.attention.manhattan import gamma_schedule
 from spatialvit.models import (
     count_flops,
     count_params,
@@ -119,7 +121,7 @@ def test_decay_schedule_per_stage(name):
     model = _build(name, depths=(1, 1, 1, 1)).double()  # the schedule depends on the stage, not on its depth
     for stage in range(4):
         heads, b = model.num_heads[stage], model.heads_ranges[stage]
-        assert model.init_values[stage] == 2
+        assert model.gamma_a[stage] == 2
         expected = 1 - 2 ** -(2 + b * torch.arange(heads, dtype=torch.float64) / heads)
         torch.testing.assert_close(_stage_gammas(model, stage), expected, rtol=1e-6, atol=0)  # float32 rate buffers
 
@@ -143,7 +145,7 @@ def test_fresh_sdt_equals_rmt():
     # before and after "cag" gains its decomposed form).
     rmt = create_model("rmt_micro", decomposed=False).eval()
     sdt = create_model("sdt_micro", decomposed=False).eval()
-    shared = {k: v for k, v in rmt.state_dict().items() if not k.endswith("decay.log_rate")}  # RMT's fixed rates
+    shared = {k: v for k, v in rmt.state_dict().items() if not k.endswith("bias.log_rate")}  # RMT's fixed rates
     missing, unexpected = sdt.load_state_dict(shared, strict=False)
     assert not unexpected and all("gate_" in k for k in missing) and missing
     x = torch.randn(2, 3, 32, 32)
@@ -194,3 +196,14 @@ def test_flops_of_rmt_micro_are_its_matmuls_and_convs():
     assert c.macs == c.flops // 2
     assert any("scaled_dot_product" in op for op in c.by_operator)  # attention counted, not silently 0
     assert model.training  # the counter restores the mode
+
+
+def test_any_mixer_builds_and_init_values_is_the_deprecated_name_of_gamma_a():
+    plain = create_model("rmt_micro", attn_layer="softmax")  # no decay schedule to pass: none is passed
+    assert plain(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert not any(isinstance(m, FixedDecay) for m in plain.modules())
+    with pytest.warns(DeprecationWarning, match="gamma_a"):
+        old = create_model("rmt_micro", init_values=3.0)
+    assert old.gamma_a == (3.0,) * 4
+    rates = [m.gammas for m in old.modules() if isinstance(m, FixedDecay)]
+    torch.testing.assert_close(rates[0], gamma_schedule(len(rates[0]), 3.0, old.heads_ranges[0]).float())

@@ -24,7 +24,7 @@ def test_prior_of_plain_attention_is_uniform_and_of_fixed_decay_its_bias_alone()
     prior = prior_attention_distance(rmt, x)
     # naive reference: per head, softmax of the Manhattan decay bias over the grid (the class token's logit is 0 too,
     # and the grid maps renormalise without it), then the weighted mean distance
-    rates = rmt[-1].blocks[0].attn.decay(torch.zeros(1, 65, rmt[-1].embed_dim), (8, 8), 1).rates[0]  # [heads, 64]
+    rates = rmt[-1].blocks[0].attn.bias(torch.zeros(1, 65, rmt[-1].embed_dim), (8, 8), 1).rates[0]  # [heads, 64]
     ys, xs = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     manhattan = torch.cdist(torch.stack([ys.flatten(), xs.flatten()], -1).float(), torch.stack(
         [ys.flatten(), xs.flatten()], -1).float(), p=1)  # fmt: skip

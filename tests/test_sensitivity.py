@@ -195,7 +195,7 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="normalize must be"):
         sensitivity_sweep(model, loader, normalize="imagenet", progress=False)
     with pytest.raises(ValueError, match="mask_fill must be one of"):
-        make_settings(mask_fill="grey")
+        make_settings(shuffle_grids=[2], mask_grids=None, mask_ratios=[0.5], mask_fill="grey", rotate_grids=[])
 
 
 def test_results_save_and_compare(tmp_path):

@@ -239,7 +239,7 @@ def test_cli_train_associate_transfer(tmp_path, capsys):
     vit_args = ["synth", "associate", str(tmp_path / "vit.pt"), "--data", data, "--images", "4", "--per-head"]
     assert main([*vit_args, "--out", str(tmp_path / "v")]) == 0
     assert len(json.loads((tmp_path / "v" / "association.json").read_text())) == 2 * 3  # 2 blocks x (mean + 2 heads)
-    args = ["synth", "transfer", *common, "--steps", "5", "--finetune-steps", "5", "--ns", "4,8", "--seeds", "1"]
+    args = ["synth", "transfer", *common, "--steps", "5", "--finetune-steps", "5", "--ns", "4,8", "--num-seeds", "1"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 0
     assert (tmp_path / "x" / "transfer.png").is_file() and (tmp_path / "x" / "transfer.csv").is_file()
     assert (tmp_path / "x" / "claims.csv").is_file()  # one seed: the claims say so instead of deciding

@@ -2,6 +2,8 @@
 reproducibility from the generator, soft targets that match what was done to the pixels, and the errors promised
 for bad input."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,22 @@ from PIL import Image, ImageEnhance, ImageOps
 from scipy import stats
 
 from spatialvit.data import transforms as T
+
+# The augmentation options, other than those a test sets (crop and flip on).
+AUGMENT = dict(
+    crop_padding=4,
+    flip=True,
+    randaugment_ops=0,
+    randaugment_magnitude=9.0,
+    mixup_alpha=0.0,
+    cutmix_alpha=0.0,
+    mix_prob=1.0,
+    random_erasing=0.0,
+)
+
+
+def build(num_classes: int, padding_mode: str = "zeros", **options) -> T.BatchTransform:
+    return T.build_train_transform(SimpleNamespace(**{**AUGMENT, **options}), num_classes, padding_mode=padding_mode)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -28,7 +46,7 @@ def _class_images(num_classes: int = 6, size: int = 12) -> tuple[torch.Tensor, t
 def test_train_transform_shapes_range_and_soft_targets(dtype):
     x = torch.rand(16, 3, 12, 10, dtype=dtype)
     y = torch.randint(0, 7, (16,))
-    tf = T.build_train_transform(7, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=0.7)
+    tf = build(7, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=0.7)
     out, targets = tf(x, y, _gen())
     assert out.shape == x.shape and out.dtype == dtype
     assert out.min() >= 0 and out.max() <= 1
@@ -39,7 +57,7 @@ def test_train_transform_shapes_range_and_soft_targets(dtype):
 
 def test_train_transform_is_reproducible_from_the_generator():
     x, y = torch.rand(16, 3, 16, 16), torch.randint(0, 10, (16,))
-    tf = T.build_train_transform(10, randaugment_ops=3, mixup_alpha=0.4, cutmix_alpha=1.0, padding_mode="reflect")
+    tf = build(10, randaugment_ops=3, mixup_alpha=0.4, cutmix_alpha=1.0, padding_mode="reflect")
     a = tf(x, y, _gen(3))
     b = tf(x, y, _gen(3))
     c = tf(x, y, _gen(4))
@@ -50,13 +68,13 @@ def test_train_transform_is_reproducible_from_the_generator():
 def test_transform_does_not_modify_its_input():
     x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 3, (8,))
     before = x.clone()
-    T.build_train_transform(3, randaugment_ops=2, cutmix_alpha=1.0)(x, y, _gen())
+    build(3, randaugment_ops=2, cutmix_alpha=1.0)(x, y, _gen())
     assert torch.equal(x, before)
 
 
 def test_no_augmentation_is_identity_with_one_hot_targets():
     x, y = torch.rand(5, 1, 6, 6), torch.tensor([0, 2, 1, 2, 0])
-    out, targets = T.build_train_transform(3, crop_padding=0, flip=False)(x, y, _gen())
+    out, targets = build(3, crop_padding=0, flip=False)(x, y, _gen())
     assert torch.equal(out, x)
     assert torch.equal(targets, F.one_hot(y, 3).float())
 
@@ -208,13 +226,13 @@ def test_random_erasing_erases_one_box_of_the_stated_size_on_p_of_the_images():
 
 def test_random_erasing_in_the_pipeline_before_mixing():
     x, y = torch.full((64, 1, 12, 12), 0.5), torch.randint(0, 4, (64,))
-    tf = T.build_train_transform(4, crop_padding=0, flip=False, random_erasing=0.5)
+    tf = build(4, crop_padding=0, flip=False, random_erasing=0.5)
     assert isinstance(tf.erasing, T.RandomErasing) and tf.erasing.p == 0.5
     out, targets = tf(x, y, _gen())
     assert 16 < (out != x).flatten(1).any(1).sum() < 48 and torch.equal(targets, F.one_hot(y, 4).float())
-    assert T.build_train_transform(4).erasing is None
+    assert build(4).erasing is None
     with pytest.raises(ValueError, match="random_erasing must be"):
-        T.build_train_transform(4, random_erasing=1.5)
+        build(4, random_erasing=1.5)
     with pytest.raises(ValueError, match="scale must be"):
         T.RandomErasing(0.5, scale=(0.5, 0.2))
 
@@ -341,7 +359,7 @@ def test_mixupcutmix_targets_match_the_pixels(mixup_alpha, cutmix_alpha, prob):
 
 def test_bad_input_errors_name_the_argument():
     x, y = torch.rand(2, 3, 4, 4), torch.tensor([0, 1])
-    tf = T.build_train_transform(2)
+    tf = build(2)
     with pytest.raises(ValueError, match="images must be a float tensor"):
         tf((x * 255).to(torch.uint8), y, _gen())
     with pytest.raises(ValueError, match="images must be a float tensor"):
@@ -353,15 +371,15 @@ def test_bad_input_errors_name_the_argument():
     with pytest.raises(ValueError, match="generator must be a torch"):
         tf(x, y, 0)
     with pytest.raises(ValueError, match="magnitude"):
-        T.build_train_transform(2, randaugment_ops=1, randaugment_magnitude=11)
+        build(2, randaugment_ops=1, randaugment_magnitude=11)
     with pytest.raises(ValueError, match="ops must be"):
         T.RandAugment(ops=("rotate", "warp"))
     with pytest.raises(ValueError, match="mix_prob"):
-        T.build_train_transform(2, mixup_alpha=1.0, mix_prob=1.5)
+        build(2, mixup_alpha=1.0, mix_prob=1.5)
     with pytest.raises(ValueError, match="mixup_alpha"):
-        T.build_train_transform(2, mixup_alpha=-1.0)
+        build(2, mixup_alpha=-1.0)
     with pytest.raises(ValueError, match="padding_mode"):
-        T.build_train_transform(2, padding_mode="wrap")
+        build(2, padding_mode="wrap")
     with pytest.raises(ValueError, match="pad must be"):
         T.random_crop(x, 4, _gen(), padding_mode="reflect")
     with pytest.raises(ValueError, match="alpha must be > 0"):

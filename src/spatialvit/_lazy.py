@@ -5,6 +5,7 @@ of torch; a name is imported the first time a library call or a command needs it
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,3 +32,19 @@ def lazy_exports(
         return sorted({*namespace, *exports})
 
     return __getattr__, __dir__, sorted(name for name, module in exports.items() if module != f".{name}")
+
+
+def moved_module(old: str, new: str) -> Callable[[str], Any]:
+    """The ``__getattr__`` of a module whose names moved to ``new`` (relative to ``old``'s package): each look-up
+    warns (``DeprecationWarning``) and returns the name from its new home."""
+    package = old.rpartition(".")[0]
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        module = importlib.import_module(new, package)
+        value = getattr(module, name)  # AttributeError for names that never lived here
+        warnings.warn(f"{old}.{name} moved to {module.__name__}.{name}", DeprecationWarning, stacklevel=2)
+        return value
+
+    return __getattr__

@@ -28,6 +28,9 @@ from ._names import UnknownNameError, unknown_name
 
 C = TypeVar("C", bound="Config")
 _METAVARS = {int: "N", float: "X", str: "TEXT"}
+AUTO = "auto"  # the device (and the resume of a run) the tool chooses itself
+DEFAULT_DATA = "digits"  # the bundled dataset every command uses unless told otherwise
+DEVICES = ("cpu", "cuda")
 
 
 def option(
@@ -44,6 +47,30 @@ def option(
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+# ------------------------------------------------------------------------------------- options every command shares
+
+
+def device_option() -> Any:
+    """The ``device`` of a command: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    return option(AUTO, "auto (CUDA when available), cpu, cuda or cuda:N", metavar="DEV")
+
+
+def check_device(device: str) -> None:
+    """Raise a ``ValueError`` naming ``device`` unless it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if device != AUTO and device.split(":")[0] not in DEVICES:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def progress_option() -> Any:
+    """Whether a command shows progress bars (on a terminal)."""
+    return option(True, "show progress bars")
+
+
+def overwrite_option(what: str) -> Any:
+    """Whether a command replaces ``what`` of an earlier run in its output folder (deleting those files first)."""
+    return option(False, f"replace {what} of an earlier run in the output folder, deleting those files first")
 
 
 class Config:

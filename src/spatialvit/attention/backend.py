@@ -13,9 +13,12 @@ import warnings
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
+from .bias import SpatialBias
 from .kernels import (
     BLOCK_ELEMENTS,
+    apply_shared_map,
     bmm_attention,
     compile_flex,
     decomposed_reference,
@@ -26,9 +29,11 @@ from .kernels import (
     reference_attention,
     sdpa_attention,
 )
-from .manhattan import ManhattanBias
 
 BACKENDS = ("auto", "reference", "sdpa", "bmm", "flex", "factorised", "chunked")
+# The kernels of attention without a bias (and of GPSA's blend), and of attention whose weights are a given map.
+PLAIN_BACKENDS = ("sdpa", "bmm", "reference")
+MAP_BACKENDS = ("reference",)
 # Kernels without attention dropout: a call with dropout runs on 'sdpa' instead (exact, with a warning).
 NO_DROPOUT = ("flex", "chunked")
 # On CPU: a fixed decay whose dense bias is kept (decay.KEEP_DENSE_MAX) runs it through SDPA's fused kernel; any other
@@ -87,7 +92,7 @@ def resolve_backend(
     requested: str,
     supported: tuple[str, ...],
     q: torch.Tensor,
-    bias: ManhattanBias | None,
+    bias: SpatialBias | None,
     *,
     dropout_p: float = 0.0,
     return_attn: bool = False,
@@ -97,11 +102,13 @@ def resolve_backend(
     measured in docs/attention.md. Attention maps always come from ``reference``."""
     if return_attn:
         return "reference"
-    rates_grad = torch.is_grad_enabled() and bias is not None and bias.rates.requires_grad
+    rates_grad = bias is not None and bias.requires_grad
     needs_grad = rates_grad or (torch.is_grad_enabled() and q.requires_grad)
     flex_issue = flex_problem(q, needs_grad, dropout_p)
     if requested == "auto":
-        return _auto(supported, q, bias, needs_grad, rates_grad, dropout_p, flex_issue)
+        return _auto(
+            supported, q, bias, needs_grad=needs_grad, rates_grad=rates_grad, dropout_p=dropout_p, flex_issue=flex_issue
+        )
     if requested == "flex" and flex_issue is not None:
         _STATE.warn_once(f"{owner}: backend 'flex' unavailable ({flex_issue}); using 'sdpa' instead")
         return "sdpa"
@@ -114,7 +121,8 @@ def resolve_backend(
 def _auto(
     supported: tuple[str, ...],
     q: torch.Tensor,
-    bias: ManhattanBias | None,
+    bias: SpatialBias | None,
+    *,
     needs_grad: bool,
     rates_grad: bool,
     dropout_p: float,
@@ -128,14 +136,14 @@ def _auto(
     if cpu and bmm_size and "bmm" in supported and not torch.compiler.is_compiling():  # in-place steps: eager only
         if not needs_grad and (bias is None or not bias.decomposed):  # inference: in place
             return "bmm"
-        if rates_grad and bias.factorisable and dropout_p == 0:  # trained rates: weights kept, backward by hand
+        if rates_grad and bias.pairwise and dropout_p == 0:  # trained rates: weights kept, backward by hand
             return "bmm"
     if bias is None or bias.decomposed:
         return "sdpa"
-    if cpu and bias.precomputed is not None:  # a fixed decay's kept dense bias: nothing to build per call
+    if cpu and bias.kept:  # a fixed decay's kept dense bias: nothing to build per call
         return "sdpa"
     small = bias.grid[0] * bias.grid[1] <= CPU_DENSE_BIAS_MAX_TOKENS  # a small grid (prefix tokens not counted)
-    blocked = bias.factorisable and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
+    blocked = bias.pairwise and dropout_p == 0 and "chunked" in supported and not torch.compiler.is_compiling()
     # On a small grid SDPA takes the dense bias when the call fits one block of the chunked kernel (nothing to gain
     # from it but its Python loop) and, without gradients, while that bias is at most CPU_DENSE_BIAS_MAX_ELEMENTS.
     dense = logits <= BLOCK_ELEMENTS or (not rates_grad and logits <= CPU_DENSE_BIAS_MAX_ELEMENTS)
@@ -143,7 +151,7 @@ def _auto(
         return "chunked"
     if cpu and small:
         return "sdpa"
-    if bias.factorisable and "factorised" in supported:
+    if bias.pairwise and "factorised" in supported:
         return "factorised"
     return "flex" if "flex" in supported and flex_issue is None else "sdpa"
 
@@ -152,7 +160,8 @@ def biased_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    bias: ManhattanBias | None,
+    bias: SpatialBias | None,
+    *,
     backend: str,
     scale: float,
     dropout_p: float = 0.0,
@@ -162,8 +171,8 @@ def biased_attention(
     weights ``[B, h, N, N]`` from ``reference`` (``None`` otherwise)."""
     if bias is not None and bias.decomposed:
         if backend == "reference":
-            return decomposed_reference(q, k, v, bias, scale, dropout_p)
-        return decomposed_sdpa(q, k, v, bias, scale, dropout_p), None
+            return decomposed_reference(q, k, v, bias, scale=scale, dropout_p=dropout_p)
+        return decomposed_sdpa(q, k, v, bias, scale=scale, dropout_p=dropout_p), None
     if backend == "flex":
         try:
             _STATE.kernel = _STATE.kernel or compile_flex()
@@ -174,16 +183,51 @@ def biased_attention(
             backend = "sdpa"
     if backend == "factorised":
         q_extra, k_extra = bias.columns()
-        return factorised_attention(q, k, v, q_extra, k_extra, scale, dropout_p), None
+        return factorised_attention(q, k, v, q_extra, k_extra, scale=scale, dropout_p=dropout_p), None
     if backend == "chunked":
-        rates = bias.padded_rates()
-        return pairwise_decay_attention(q, k, v, rates, bias.grid, bias.num_prefix, scale), None
-    if backend == "bmm" and bias is not None and bias.factorisable and bias.precomputed is None and dropout_p == 0:
-        rates = bias.padded_rates()  # formed block by block; under autograd, their gradient by hand
-        return pairwise_decay_bmm(q, k, v, rates, bias.grid, bias.num_prefix, scale), None
+        rates = bias.pairwise_rates()
+        return pairwise_decay_attention(q, k, v, rates, bias.grid, num_prefix=bias.num_prefix, scale=scale), None
+    if backend == "bmm" and bias is not None and bias.pairwise and not bias.kept and dropout_p == 0:
+        rates = bias.pairwise_rates()  # formed block by block; under autograd, their gradient by hand
+        return pairwise_decay_bmm(q, k, v, rates, bias.grid, num_prefix=bias.num_prefix, scale=scale), None
     dense = None if bias is None else bias.dense()
     if backend == "bmm":
-        return bmm_attention(q, k, v, dense, scale, dropout_p), None
+        return bmm_attention(q, k, v, dense, scale=scale, dropout_p=dropout_p), None
     if backend == "reference":
-        return reference_attention(q, k, v, dense, scale, dropout_p)
-    return sdpa_attention(q, k, v, dense, scale, dropout_p), None
+        return reference_attention(q, k, v, dense, scale=scale, dropout_p=dropout_p)
+    return sdpa_attention(q, k, v, dense, scale=scale, dropout_p=dropout_p), None
+
+
+def blended_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    blend: tuple[torch.Tensor, torch.Tensor],
+    *,
+    backend: str,
+    scale: float,
+    dropout_p: float = 0.0,
+    return_attn: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """GPSA's ``((1 - g) softmax(q k^T * scale) + g A) v`` on ``backend`` (one of :data:`PLAIN_BACKENDS`), with
+    ``blend = (A [1, h, N, N], g [h, 1, 1])``: the map shared by the batch and the per-head gate; the blended
+    weights ``[B, h, N, N]`` for ``return_attn``."""
+    pos, gate = blend
+    if backend == "bmm" and dropout_p == 0 and not torch.is_grad_enabled():  # blend each block in place
+        return bmm_attention(q, k, v, None, scale=scale, mix=lambda w: w.lerp_(pos, gate)), None
+    if backend in ("reference", "bmm"):  # materialised weights
+        _, content = reference_attention(q, k, v, None, scale=scale)
+        attn = torch.lerp(content, pos, gate)  # (1 - gate) content + gate pos
+        weights = F.dropout(attn, dropout_p) if dropout_p > 0 else attn
+        return weights @ v, (attn if return_attn else None)
+    pos = F.dropout(pos, dropout_p) if dropout_p > 0 else pos
+    # one fused blend instead of two scalings and a sum (measured ~10% of the layer on CPU)
+    content = sdpa_attention(q, k, v, None, scale=scale, dropout_p=dropout_p)
+    return torch.lerp(content, apply_shared_map(pos, v), gate), None
+
+
+def mapped_attention(attn: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """``attn [1, h, N, N] @ v [B, h, N, d]`` for weights shared by the batch (positional attention), with attention
+    dropout on the weights."""
+    weights = F.dropout(attn, dropout_p) if dropout_p > 0 else attn
+    return apply_shared_map(weights, v)

@@ -79,6 +79,12 @@ class TokenMixer(nn.Module):
 
 def part_options(part: type, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a preset's keyword ``options`` into those of its ``part`` (the keyword-only parameters of
-    ``part.__init__``) and the rest (the mixer's own options)."""
-    names = {p.name for p in inspect.signature(part).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    ``part.__init__`` and of its base classes' ``__init__``) and the rest (the mixer's own options)."""
+    names = {
+        p.name
+        for cls in part.__mro__
+        if "__init__" in vars(cls)
+        for p in inspect.signature(vars(cls)["__init__"]).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
     return {k: v for k, v in options.items() if k in names}, {k: v for k, v in options.items() if k not in names}

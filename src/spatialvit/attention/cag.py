@@ -18,42 +18,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import part_options
-from .decay import DECOMPOSED_BACKENDS, FULL_BACKENDS, gamma_schedule
-from .manhattan import FORMS, ManhattanBias
+from .manhattan import DecaySource, ManhattanBias
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
 
-class ContextDecay(nn.Module):
-    """The bias source of SDT: per-token, per-head rates ``rho = -alpha * log sigmoid(x W_g + b_g)``."""
+class ContextDecay(DecaySource):
+    """The bias source of SDT: per-token, per-head rates ``rho = -alpha * log sigmoid(x W_g + b_g)``;
+    ``schedule``: ``gamma_a``, ``gamma_b``, ``form``, ``decomposed``, as :class:`~.manhattan.DecaySource`."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        gamma_a: float = 2.0,
-        gamma_b: float = 4.0,
-        form: str = "pairwise",
-        alpha: float = 1.0,
-        decomposed: bool = False,
-    ) -> None:
-        super().__init__()
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    def __init__(self, dim: int, num_heads: int, *, alpha: float = 1.0, **schedule: Any) -> None:
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
-        if decomposed and form != "pairwise":
-            raise ValueError(f"decomposed context decay takes the 'pairwise' form, got {form!r}")
-        self.form, self.alpha, self.decomposed = form, alpha, decomposed
+        form = schedule.get("form", "pairwise")
+        what = "the 'warped' context decay" if form == "warped" else "context decay"
+        super().__init__(num_heads, what="decomposed context decay" if schedule.get("decomposed") else what, **schedule)
+        self.alpha = alpha
         self.gate_weight = nn.Parameter(torch.zeros(num_heads, dim))
-        self.gate_bias = nn.Parameter(torch.logit(gamma_schedule(num_heads, gamma_a, gamma_b) ** (1 / alpha)).float())
-        if decomposed:
-            self.backends, self.what = DECOMPOSED_BACKENDS, "decomposed context decay"
-        elif form == "warped":  # no exact factorisation
-            self.backends, self.what = ("flex", "sdpa", "bmm", "reference"), "the 'warped' context decay"
-        else:
-            self.backends, self.what = FULL_BACKENDS, "context decay"
+        self.gate_bias = nn.Parameter(torch.logit(self.initial_gammas() ** (1 / alpha)).float())
 
     def rates(self, x: torch.Tensor, num_prefix: int) -> torch.Tensor:
         """Per-token, per-head rates ``[B, heads, H*W]`` from the grid tokens of ``x[B, N, C]``."""
@@ -71,11 +53,12 @@ class ContextDecayAttention(SoftmaxAttention):
     :class:`ContextDecay` (``form``, ``alpha``, ``decomposed``, ``gamma_a``, ``gamma_b``) and of the mixer."""
 
     legacy_keys: ClassVar[dict[str, str | None]] = {
-        "gate_weight": "decay.gate_weight",
-        "gate_bias": "decay.gate_bias",
+        "gate_weight": "bias.gate_weight",
+        "gate_bias": "bias.gate_bias",
         "log_rate": None,
+        "decay.": "bias.",
     }
 
     def __init__(self, dim: int, **options: Any) -> None:
         decay, options = part_options(ContextDecay, options)
-        super().__init__(dim, decay=partial(ContextDecay, **decay), **options)
+        super().__init__(dim, bias=partial(ContextDecay, **decay), **options)

@@ -18,53 +18,30 @@ import torch
 from torch import nn
 
 from .base import part_options
-from .manhattan import ManhattanBias
+from .manhattan import DecaySource, ManhattanBias
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
-FULL_BACKENDS = ("factorised", "flex", "sdpa", "bmm", "reference", "chunked")
 # A fixed decay keeps its dense bias [1, heads, N, N] (per layer) while its rates need no gradient, up to this many
 # entries (16 MiB in float32: 4 heads at N = 1024); beyond, no N x N tensor is kept.
 KEEP_DENSE_MAX = 2**22
-DECOMPOSED_BACKENDS = ("sdpa", "reference")
 
 
-def gamma_schedule(num_heads: int, a: float = 2.0, b: float = 4.0) -> torch.Tensor:
-    """Per-head decay ``gamma_h = 1 - 2^-(a + b*h/num_heads)`` ``[num_heads]`` (RMT: a=2, b = head range)."""
-    return 1 - 2 ** -(a + b * torch.arange(num_heads, dtype=torch.float64) / num_heads)
-
-
-def log_rates(num_heads: int, a: float, b: float) -> torch.Tensor:
-    """``log(-log gamma_h)`` ``[num_heads]``: the per-head rate of :func:`gamma_schedule` in log space (float32)."""
-    return (-gamma_schedule(num_heads, a, b).log()).log().float()
-
-
-class FixedDecay(nn.Module):
+class FixedDecay(DecaySource):
     """The bias source of fixed decay: rate ``-log(gamma_h)`` per head, the same for every token.
 
-    ``gamma_a``, ``gamma_b``: the schedule; ``learnable_decay``: train ``log_rate = log(-log gamma)``;
-    ``decomposed``: the row-then-column form.
+    ``learnable_decay``: train ``log_rate = log(-log gamma)``; ``schedule``: ``gamma_a``, ``gamma_b`` (the
+    schedule) and ``decomposed`` (the row-then-column form), as :class:`~.manhattan.DecaySource`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        *,
-        gamma_a: float = 2.0,
-        gamma_b: float = 4.0,
-        learnable_decay: bool = False,
-        decomposed: bool = False,
-    ) -> None:
-        super().__init__()
-        log_rate = log_rates(num_heads, gamma_a, gamma_b)
+    def __init__(self, dim: int, num_heads: int, *, learnable_decay: bool = False, **schedule: Any) -> None:
+        what = "decomposed decay" if schedule.get("decomposed") else "fixed decay"
+        super().__init__(num_heads, form="pairwise", what=what, **schedule)
+        log_rate = (-self.initial_gammas().log()).log().float()
         if learnable_decay:
             self.log_rate = nn.Parameter(log_rate)
         else:
             self.register_buffer("log_rate", log_rate)
-        self.decomposed = decomposed
-        self.backends = DECOMPOSED_BACKENDS if decomposed else FULL_BACKENDS
-        self.what = "decomposed decay" if decomposed else "fixed decay"
         # The dense bias [1, heads, N, N] of the current rates, per (grid, prefix, dtype, device), kept while the
         # rates need no gradient; keyed on log_rate's storage and version counter (bumped by every in-place
         # change: an optimiser step, load_state_dict), so a changed rate is never served stale.
@@ -104,13 +81,13 @@ class ManhattanDecayAttention(SoftmaxAttention):
     """RMT decay attention: :class:`SoftmaxAttention` with a :class:`FixedDecay` bias; ``options``: those of
     :class:`FixedDecay` (``gamma_a``, ``gamma_b``, ``learnable_decay``, ``decomposed``) and of the mixer."""
 
-    legacy_keys: ClassVar[dict[str, str | None]] = {"log_rate": "decay.log_rate"}
+    legacy_keys: ClassVar[dict[str, str | None]] = {"log_rate": "bias.log_rate", "decay.": "bias."}
 
     def __init__(self, dim: int, **options: Any) -> None:
         decay, options = part_options(FixedDecay, options)
-        super().__init__(dim, decay=partial(FixedDecay, **decay), **options)
+        super().__init__(dim, bias=partial(FixedDecay, **decay), **options)
 
     @property
     def gammas(self) -> torch.Tensor:
         """Current per-head decay ``gamma_h`` ``[heads]``."""
-        return self.decay.gammas
+        return self.bias.gammas

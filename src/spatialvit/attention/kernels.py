@@ -38,8 +38,6 @@ CHUNK_MIN_ROWS = 16
 # (docs/attention.md); beyond it, its inference memory stays bounded by one group.
 BMM_BLOCK_ELEMENTS = 2**22
 
-ScoreMod = Callable[..., torch.Tensor]
-
 
 def reference_attention(
     q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0
@@ -61,6 +59,14 @@ def sdpa_attention(
     if bias is not None:
         bias = bias.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+
+
+def apply_shared_map(attn: Tensor, v: Tensor) -> Tensor:
+    """``attn [1, h, N, N] @ v [B, h, N, d]`` as one matmul per head over the batch folded into the columns.
+
+    A broadcast matmul copies the map once per image; folding the batch is several times faster on CPU.
+    """
+    return torch.einsum("hij,bhjd->bhid", attn[0], v)
 
 
 def factorised_attention(
@@ -145,7 +151,8 @@ class _PairwiseDecay(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, rates, grid, num_prefix, scale, rows):
+    def forward(ctx, q, k, v, rates, meta):
+        grid, num_prefix, scale, rows = meta
         B, h, n, d_v = *q.shape[:3], v.shape[-1]
         blocks = _Blocks(q, grid, num_prefix, rows)
         out = q.new_empty(B, n, h, d_v).transpose(1, 2)
@@ -157,7 +164,7 @@ class _PairwiseDecay(torch.autograd.Function):
                     q[i, :, chunk], k[i], v[i], attn_mask=bias, scale=scale
                 )
         ctx.save_for_backward(q, k, v, rates)
-        ctx.meta = (grid, num_prefix, scale, rows)
+        ctx.meta = meta
         return out
 
     @staticmethod
@@ -213,7 +220,7 @@ class _PairwiseDecay(torch.autograd.Function):
         dq.mul_(scale)
         dk.mul_(scale)
         grads = tuple(t.permute(1, 0, 2, 3) for t in (dq, dk, dv))
-        return (*grads, None if dr is None else dr.transpose(0, 1), None, None, None, None)
+        return (*grads, None if dr is None else dr.transpose(0, 1), None)
 
 
 def pairwise_decay_attention(
@@ -234,7 +241,7 @@ def pairwise_decay_attention(
     and gives q, k, v and the rates their gradients by hand (:class:`_PairwiseDecay`).
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return _PairwiseDecay.apply(q, k, v, rates.to(q.dtype), tuple(grid), num_prefix, scale, rows)
+    return _PairwiseDecay.apply(q, k, v, rates.to(q.dtype), (tuple(grid), num_prefix, scale, rows))
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -301,11 +308,11 @@ def bmm_attention(
     if dropout_p > 0 or (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
         if mix is not None:
             raise ValueError("bmm_attention: mix changes the weights in place, without gradients only")
-        return reference_attention(q, k, v, bias, scale, dropout_p)[0]
+        return reference_attention(q, k, v, bias, scale=scale, dropout_p=dropout_p)[0]
     q, k, v = (t.contiguous() for t in (q, k, v))
     full = None if bias is None else bias.to(q.dtype).expand(*q.shape[:3], q.shape[2])
     into = None if full is None else (lambda i, out: out.copy_(full[i]))
-    return _bmm_blocks(q, k, v, scale, into, mix)
+    return _bmm_blocks(q, k, v, scale, bias_into=into, mix=mix)
 
 
 def _pair_into(rates: Tensor, half: Tensor) -> BiasInto:
@@ -328,10 +335,11 @@ class _PairwiseDecayBmm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, rates, half, scale):
+    def forward(ctx, q, k, v, rates, meta):
+        half, scale = meta
         q, k, v = (t.contiguous() for t in (q, k, v))  # one copy each: every group's slice is then a view
         weights = q.new_empty(*q.shape[:3], q.shape[2])
-        out = _bmm_blocks(q, k, v, scale, _pair_into(rates, half), weights=weights)
+        out = _bmm_blocks(q, k, v, scale, bias_into=_pair_into(rates, half), weights=weights)
         ctx.save_for_backward(q, k, v, weights, half)
         ctx.meta = (scale, rates.shape[0] != q.shape[0])
         return out
@@ -359,7 +367,7 @@ class _PairwiseDecayBmm(torch.autograd.Function):
                     dr[0] += part.sum(0)
                 else:
                     dr[i] = part
-        return dq.mul_(scale), dk.mul_(scale), dv, dr, None, None
+        return dq.mul_(scale), dk.mul_(scale), dv, dr, None
 
 
 def pairwise_decay_bmm(
@@ -372,8 +380,9 @@ def pairwise_decay_bmm(
     half = half_distance(tuple(grid), num_prefix, q.device, q.dtype)
     rates = rates.to(q.dtype).contiguous()
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, rates)):
-        return _PairwiseDecayBmm.apply(q, k, v, rates, half, scale)
-    return _bmm_blocks(*(t.contiguous() for t in (q, k, v)), scale, _pair_into(rates, half))
+        return _PairwiseDecayBmm.apply(q, k, v, rates, (half, scale))
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    return _bmm_blocks(q, k, v, scale, bias_into=_pair_into(rates, half))
 
 
 def compile_flex() -> Callable[..., torch.Tensor]:
@@ -397,17 +406,17 @@ def decomposed_sdpa(
     row_bias = F.pad(row_bias, (P, 0)).flatten(1, 2)  # prefix keys: no decay; b (1 or B) broadcasts
     k_row = torch.cat([k[:, :, None, :P].expand(B, h, H, P, d), kg], 3).reshape(B, h * H, P + W, d)
     v_row = torch.cat([v[:, :, None, :P].expand(B, h, H, P, d), vg], 3).reshape(B, h * H, P + W, d)
-    rows = sdpa_attention(qg.reshape(B, h * H, W, d), k_row, v_row, row_bias, scale, dropout_p)
+    rows = sdpa_attention(qg.reshape(B, h * H, W, d), k_row, v_row, row_bias, scale=scale, dropout_p=dropout_p)
     cols = sdpa_attention(
         *(t.transpose(2, 3).reshape(B, h * W, H, d) for t in (qg, kg, rows.view(B, h, H, W, d))),
         col_bias.flatten(1, 2),
-        scale,
-        dropout_p,
+        scale=scale,
+        dropout_p=dropout_p,
     )
     grid_out = cols.view(B, h, W, H, d).transpose(2, 3).reshape(B, h, H * W, d)
     if P == 0:
         return grid_out
-    prefix_out = sdpa_attention(q[:, :, :P], k, v, None, scale, dropout_p)
+    prefix_out = sdpa_attention(q[:, :, :P], k, v, None, scale=scale, dropout_p=dropout_p)
     return torch.cat([prefix_out, grid_out], 2)
 
 
@@ -416,8 +425,8 @@ def decomposed_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both passes as masked dense ``[N, N]`` attentions; returns the output and the composite map ``A_col A_row``."""
     row, col = bias.decomposed_dense()
-    _, a_row = reference_attention(q, k, v, row, scale)
-    _, a_col = reference_attention(q, k, v, col, scale)
+    _, a_row = reference_attention(q, k, v, row, scale=scale)
+    _, a_col = reference_attention(q, k, v, col, scale=scale)
     if dropout_p > 0:
         a_row, a_col = F.dropout(a_row, dropout_p), F.dropout(a_col, dropout_p)
     attn = a_col @ a_row

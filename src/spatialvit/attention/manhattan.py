@@ -25,13 +25,56 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .bias import ScoreMod, SpatialBias
 
 FORMS = ("pairwise", "warped")
+# The kernels that compute each form exactly (:mod:`.backend`): the full 2D pairwise form has every form of
+# :class:`~.bias.SpatialBias`; the warped form no low-rank or pairwise-rate form; the decomposed form two passes.
+PAIRWISE_BACKENDS = ("factorised", "flex", "sdpa", "bmm", "reference", "chunked")
+WARPED_BACKENDS = ("flex", "sdpa", "bmm", "reference")
+DECOMPOSED_BACKENDS = ("sdpa", "reference")
 # Tensors that depend only on the grid (distances, step features) are built once per (grid, prefix, device, dtype)
 # and kept (at most GRID_CACHE_SIZE of each): read-only, shared by every layer and call. An N x N distance is kept
 # up to HALF_DISTANCE_CACHE_MAX entries (16 MiB in float32, N = 2048); larger ones are built per call.
 GRID_CACHE_SIZE = 32
 HALF_DISTANCE_CACHE_MAX = 2**22
+
+
+def decay_backends(form: str, decomposed: bool) -> tuple[str, ...]:
+    """The kernels that compute a Manhattan decay of ``form`` (decomposed or not) exactly."""
+    if decomposed:
+        return DECOMPOSED_BACKENDS
+    return PAIRWISE_BACKENDS if form == "pairwise" else WARPED_BACKENDS
+
+
+def gamma_schedule(num_heads: int, a: float = 2.0, b: float = 4.0) -> torch.Tensor:
+    """Per-head decay ``gamma_h = 1 - 2^-(a + b*h/num_heads)`` ``[num_heads]`` (RMT: a=2, b = head range)."""
+    return 1 - 2 ** -(a + b * torch.arange(num_heads, dtype=torch.float64) / num_heads)
+
+
+class DecaySource(nn.Module):
+    """What the Manhattan decay bias sources share: the schedule ``gamma_h = 1 - 2^-(a + b*h/heads)`` of their
+    initial rates (``gamma_a``, ``gamma_b``), their ``form`` (``pairwise`` or ``warped``), whether it is
+    ``decomposed``, the kernels that compute it (``backends``) and their name in errors (``what``)."""
+
+    def __init__(
+        self, num_heads: int, *, gamma_a: float = 2.0, gamma_b: float = 4.0, form: str = "pairwise",
+        decomposed: bool = False, what: str,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        if decomposed and form != "pairwise":
+            raise ValueError(f"the decomposed {what} takes the 'pairwise' form, got {form!r}")
+        self.num_heads, self.gamma_a, self.gamma_b = num_heads, gamma_a, gamma_b
+        self.form, self.decomposed, self.what = form, decomposed, what
+        self.backends = decay_backends(form, decomposed)
+
+    def initial_gammas(self) -> torch.Tensor:
+        """The schedule's per-head decay ``gamma_h`` ``[heads]`` (float64)."""
+        return gamma_schedule(self.num_heads, self.gamma_a, self.gamma_b)
 
 
 def grid_coords(grid: tuple[int, int], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +164,7 @@ def pad_rates(rates: torch.Tensor, num_prefix: int) -> torch.Tensor:
 
 
 @dataclass
-class ManhattanBias:
+class ManhattanBias(SpatialBias):
     """Decay bias on ``grid`` after ``num_prefix`` prefix tokens.
 
     ``rates [b, h, H*W]`` (``b`` is 1 for content-independent rates, else the batch); ``constant`` marks rates
@@ -145,9 +188,17 @@ class ManhattanBias:
             raise ValueError(f"the decomposed form takes pairwise rates, got the {self.form!r} form")
 
     @property
-    def factorisable(self) -> bool:
-        """Whether the ``factorised`` backend computes this bias exactly (the full 2D pairwise form)."""
+    def pairwise(self) -> bool:
+        """Whether this is the full 2D pairwise form (exact low-rank columns and pairwise rates)."""
         return self.form == "pairwise" and not self.decomposed
+
+    @property
+    def kept(self) -> bool:
+        return self.precomputed is not None
+
+    @property
+    def requires_grad(self) -> bool:
+        return torch.is_grad_enabled() and self.rates.requires_grad
 
     def _pad(self, t: torch.Tensor, dims: int) -> torch.Tensor:
         """Zero rows (and columns if ``dims == 2``) for the prefix tokens in front of the grid tokens."""
@@ -174,18 +225,18 @@ class ManhattanBias:
         bias = -((cx[..., :, None] - cx[..., None, :]).abs() + (cy[..., :, None] - cy[..., None, :]).abs())
         return self._pad(bias, 2)
 
-    def padded_rates(self) -> torch.Tensor:
-        """Rates ``[b, h, N]`` with 0 for prefix tokens (the pairwise kernels' input)."""
-        return pad_rates(self.rates, self.num_prefix)
+    def pairwise_rates(self) -> torch.Tensor | None:
+        """Rates ``[b, h, N]`` with 0 for prefix tokens (the pairwise kernels' input; ``None``: another form)."""
+        return pad_rates(self.rates, self.num_prefix) if self.pairwise else None
 
-    def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def columns(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``q_extra, k_extra [b, h, N, E]`` with ``q_extra @ k_extra^T`` = the bias up to per-query constants.
 
         Per-query constants cancel in the softmax. Prefix queries get zero columns (zero bias in their rows); prefix
         keys get one column that carries the grid query's constant, so every row stays a pure per-row shift.
         """
-        if not self.factorisable:
-            raise ValueError(f"the {self.form!r} decay has no exact low-rank form; use backend 'sdpa' or 'flex'")
+        if not self.pairwise:
+            return None
         r = self.rates
         U, s = cached_step_features(tuple(self.grid), r.device, r.dtype)
         b, h, n = r.shape
@@ -211,7 +262,7 @@ class ManhattanBias:
         k = torch.cat([self._pad(k, 1), is_prefix], -1)
         return q, k
 
-    def score_mod(self, batch: int) -> Callable[..., torch.Tensor]:
+    def score_mod(self, batch: int) -> ScoreMod:
         """FlexAttention ``score_mod(score, b, h, q_idx, kv_idx)`` adding the bias from coordinates and rates."""
         P = self.num_prefix
         if self.form == "pairwise":

@@ -20,29 +20,20 @@ grid-only constants (cached), then applied to the whole batch as one matmul (no 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backend import check_backend, resolve_backend
+from .backend import MAP_BACKENDS, blended_attention, check_backend, mapped_attention, resolve_backend
 from .base import TokenMixer, merge_heads
-from .kernels import bmm_attention, reference_attention, sdpa_attention
-from .manhattan import ManhattanBias
+from .bias import SpatialBias
 from .posenc import resample_pos_embed, sincos_pos_embed_2d
 from .registry import register_attention
 from .softmax import SoftmaxAttention
 
 POS_TYPES = ("learned", "sincos")
-
-
-def apply_shared_map(attn: Tensor, v: Tensor) -> Tensor:
-    """``attn [1, h, N, N] @ v [B, h, N, d]`` as one matmul per head over the batch folded into the columns.
-
-    A broadcast matmul copies the map once per image; folding the batch is several times faster on CPU.
-    """
-    return torch.einsum("hij,bhjd->bhid", attn[0], v)
 
 
 class PositionalMap(nn.Module):
@@ -56,6 +47,7 @@ class PositionalMap(nn.Module):
         self,
         dim: int,
         num_heads: int,
+        *,
         num_prefix_tokens: int,
         pos_type: str,
         pos_grid: int | tuple[int, int],
@@ -166,29 +158,48 @@ class RelativePositionalMap(nn.Module):
 
 @register_attention("positional")
 class PositionalAttention(TokenMixer):
-    """Attention weights from positions only (:class:`PositionalMap`: ``pos_type``, ``pos_grid``); values ``x W_v``
-    from content; then the output projection. The map is materialised (``backend`` may only be ``'auto'`` or
-    ``'reference'``); ``options``: those every mixer takes (:class:`TokenMixer`)."""
+    """Attention weights from positions only (:class:`PositionalMap`: ``pos_type``, ``pos_grid``); values
+    ``v_proj(x)`` from content; then the output projection. The map is materialised (``backend`` may only be
+    ``'auto'`` or ``'reference'``); ``options``: those every mixer takes (:class:`TokenMixer`)."""
 
     def __init__(
         self, dim: int, *, pos_type: str = "learned", pos_grid: int | tuple[int, int] = 8, **options: Any
     ) -> None:
         super().__init__(dim, **options)
-        self.backend = check_backend(self.backend, ("reference",), "positional attention")
-        self.qkv = nn.Linear(dim, dim, bias=self.qkv_bias)  # values only: the weights come from positions
+        self.backend = check_backend(self.backend, MAP_BACKENDS, "positional attention")
+        self.v_proj = nn.Linear(dim, dim, bias=self.qkv_bias)  # values only: the weights come from positions
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(self.proj_drop_rate)
-        self.positional = PositionalMap(dim, self.num_heads, self.num_prefix_tokens, pos_type, pos_grid, self.qkv_bias)
+        self.positional = PositionalMap(
+            dim,
+            self.num_heads,
+            num_prefix_tokens=self.num_prefix_tokens,
+            pos_type=pos_type,
+            pos_grid=pos_grid,
+            bias=self.qkv_bias,
+        )
+
+    @property
+    def qkv(self) -> nn.Linear:
+        """Deprecated name of :attr:`v_proj` (the value projection)."""
+        warnings.warn("PositionalAttention.qkv is deprecated: use .v_proj", DeprecationWarning, stacklevel=2)
+        return self.v_proj
 
     def forward(
         self, x: torch.Tensor, grid: tuple[int, int], return_attn: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         self.check_tokens(x, grid)
-        v = self.split_heads(self.qkv(x))
+        v = self.split_heads(self.v_proj(x))
         attn = self.positional(grid, v)  # [1, heads, N, N], shared by the batch
-        weights = F.dropout(attn, self.attn_drop) if self.training and self.attn_drop > 0 else attn
-        out = self.proj_drop(self.proj(merge_heads(apply_shared_map(weights, v))))
+        out = mapped_attention(attn, v, self.attn_drop if self.training else 0.0)
+        out = self.proj_drop(self.proj(merge_heads(out)))
         return (out, attn.expand(v.shape[0], -1, -1, -1)) if return_attn else out
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints that call the value projection ``qkv``
+        for key in [k for k in state_dict if k.startswith(prefix + "qkv.")]:
+            state_dict.setdefault(prefix + "v_proj." + key[len(prefix + "qkv.") :], state_dict.pop(key))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @register_attention("gpsa")
@@ -231,7 +242,7 @@ class GatedPositionalAttention(SoftmaxAttention):
             self._identity_values()
 
     def attend(
-        self, q: Tensor, k: Tensor, v: Tensor, bias: ManhattanBias | None, grid: tuple[int, int], return_attn: bool
+        self, q: Tensor, k: Tensor, v: Tensor, bias: SpatialBias | None, *, grid: tuple[int, int], return_attn: bool
     ) -> tuple[Tensor, Tensor | None]:
         gate = torch.sigmoid(self.gating).to(v.dtype)[:, None, None]  # [heads, 1, 1]
         pos = self.positional(grid, v)  # [1, heads, N, N], shared by the batch
@@ -239,16 +250,9 @@ class GatedPositionalAttention(SoftmaxAttention):
         backend = resolve_backend(
             self.backend, self.supported_backends, q, None, dropout_p=dropout_p, return_attn=return_attn, owner="GPSA"
         )
-        if backend == "bmm" and dropout_p == 0 and not torch.is_grad_enabled():  # blend each block in place
-            return bmm_attention(q, k, v, None, self.scale, mix=lambda w: w.lerp_(pos, gate)), None
-        if backend in ("reference", "bmm"):  # materialised weights
-            _, content = reference_attention(q, k, v, None, self.scale)
-            attn = torch.lerp(content, pos, gate)  # (1 - gate) content + gate pos
-            weights = F.dropout(attn, dropout_p) if dropout_p > 0 else attn
-            return weights @ v, (attn if return_attn else None)
-        pos = F.dropout(pos, dropout_p) if dropout_p > 0 else pos
-        # one fused blend instead of two scalings and a sum (measured ~10% of the layer on CPU)
-        return torch.lerp(sdpa_attention(q, k, v, None, self.scale, dropout_p), apply_shared_map(pos, v), gate), None
+        return blended_attention(
+            q, k, v, (pos, gate), backend=backend, scale=self.scale, dropout_p=dropout_p, return_attn=return_attn
+        )
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         if prefix + "positional.qk.weight" in state_dict:  # spatialvit 0.1: absolute positional map

@@ -29,7 +29,7 @@ class BenchConfig(Config):
     progress: bool = option(True, "progress bar on a terminal")
 
     def validate(self) -> None:
-        from ..models.vit import PATCHES, SIZES  # the registry's sizes (imports torch: at run time only)
+        from ..catalog import PATCHES, SIZES
 
         if self.size not in SIZES or self.patch not in PATCHES:
             raise ValueError(f"size must be one of {sorted(SIZES)} and patch one of {sorted(PATCHES)}")

@@ -24,17 +24,7 @@ def run_bench(config: BenchConfig) -> tuple[list[dict[str, Any]], dict[str, Path
     claim_outputs(config.out, ["bench_models.*"], overwrite=config.overwrite)
     if config.threads:
         torch.set_num_threads(config.threads)
-    rows = bench_models(
-        family_models(config.size, config.patch),
-        img_size=config.img_size,
-        batch_size=config.batch_size,
-        in_chans=config.in_chans,
-        device=config.device,
-        dtype=config.dtype,
-        repeats=config.repeats,
-        timm_reference=config.timm,
-        progress=config.progress,
-    )
+    rows = bench_models(family_models(config.size, config.patch), config)
     return rows, save_table(rows, config.out, "bench_models")
 
 
@@ -102,39 +92,29 @@ class _Steps:
         }
 
 
-def bench_models(
-    models: list[str],
-    img_size: int = 32,
-    batch_size: int = 64,
-    in_chans: int = 3,
-    num_classes: int = 10,
-    device: str | torch.device = "cpu",
-    dtype: str = "float32",
-    repeats: int = 5,
-    timm_reference: bool = True,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
+def bench_models(models: list[str], config: BenchConfig, num_classes: int = 10) -> list[dict[str, Any]]:
     """One row per model: parameters, training and inference images/s, peak memory (MiB) of a training step and
     of an inference batch, and the speed ratios against the first model (``x_base_*``, > 1: faster).
 
     A training step is forward + cross-entropy + backward + AdamW step on random images ``[batch_size, in_chans,
-    img_size, img_size]``; inference is a forward under ``no_grad``. ``dtype='bfloat16'`` runs under autocast.
-    Every model is built and warmed up first; then ``repeats`` rounds each time one training step and one inference
-    batch of every model in turn (round-robin), and the medians give the images/s. Peak memory: one more call each,
-    apart from the timed ones. With ``timm_reference`` and timm installed, timm's ViT-Tiny recipe at the same patch
-    size is appended."""
+    img_size, img_size]`` (``config``'s); inference is a forward under ``no_grad``. ``dtype='bfloat16'`` runs under
+    autocast. Every model is built and warmed up first; then ``repeats`` rounds each time one training step and one
+    inference batch of every model in turn (round-robin), and the medians give the images/s. Peak memory: one more
+    call each, apart from the timed ones. With ``config.timm`` and timm installed, timm's ViT-Tiny recipe at the
+    same patch size is appended."""
+    img_size, batch_size, in_chans, dtype = config.img_size, config.batch_size, config.in_chans, config.dtype
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not models:
         raise ValueError("models must name at least one registered model")
-    device = torch.device(device)
+    device = torch.device(config.device)
     x = torch.rand(batch_size, in_chans, img_size, img_size, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     builders: list[tuple[str, Any]] = [
         (n, lambda n=n: create_model(n, img_size=img_size, in_chans=in_chans, num_classes=num_classes)) for n in models
     ]
     patch = getattr(builders[0][1](), "patch_size", 16)
-    if timm_reference and _timm_model(img_size, patch, in_chans, num_classes) is not None:
+    if config.timm and _timm_model(img_size, patch, in_chans, num_classes) is not None:
         builders.append((f"timm:{TIMM_REFERENCE}", lambda: _timm_model(img_size, patch, in_chans, num_classes)))
 
     steps = []
@@ -146,7 +126,7 @@ def bench_models(
         steps.append(step)
     # Round-robin: every round times one training step and one inference batch of every model in turn, so a change
     # of load on a shared machine falls on all models alike and the ratios of the medians stay comparable.
-    for _ in progress_bar(range(repeats), desc="bench models", enabled=progress):
+    for _ in progress_bar(range(config.repeats), desc="bench models", enabled=config.progress):
         for step in steps:
             step.time("train")
             step.time("infer")

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from ..runtime.resume import INTERRUPTED
+
 # Sub-commands, in the order ``--help`` lists them; each is the module of that name unless MODULES says otherwise.
 COMMANDS = ["study", "train", "eval", "models", "sensitivity", "synth", "generate", "bench"]
 MODULES = {"eval": "evaluate"}
@@ -57,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"\nspatialvit {args.command}: interrupted. {_after_interrupt(args, argv)}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def _after_interrupt(args: argparse.Namespace, argv: list[str]) -> str:
     """What is kept after Ctrl-C, and the exact command that goes on (a command sets ``resumable`` when it writes
     checkpoints atomically and can continue from them)."""
-    from ..runtime import resume_command
+    from ..runtime.resume import resume_command
 
     if getattr(args, "resumable", False):
         return f"Completed checkpoints are intact (written atomically); continue with: {resume_command(argv)}"

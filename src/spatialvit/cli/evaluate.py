@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import command, positive_int
+from ..config import add_arguments, given
+from ..train.config import EvalConfig
+from .common import command, explain_default
 
 EXAMPLES = """\
 spatialvit eval --checkpoint runs/digits/best.pt
@@ -26,28 +28,8 @@ weights column says raw or EMA) is printed and saved as eval.csv/.json/.md (eval
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "eval", DESCRIPTION, EXAMPLES, run)
-    p.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="checkpoint file (e.g. runs/x/best.pt; required)"
-    )
-    p.add_argument(
-        "--data", metavar="SPEC", help="dataset spec NAME or NAME:PATH (default: the data the model was trained on)"
-    )
-    p.add_argument(
-        "--other-data",
-        action="store_true",
-        help="score the checkpoint on a --data other than the one it was trained on (refused without it)",
-    )
-    p.add_argument("--split", choices=("test", "train"), default="test", help="which split")
-    p.add_argument(
-        "--ema",
-        action="store_true",
-        help="evaluate the model EMA the checkpoint keeps (runs trained with --ema-decay) instead of its weights",
-    )
-    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
-    p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--out", metavar="DIR", help="folder for eval.* / eval_ema.* (default: the checkpoint's folder)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing eval.* / eval_ema.* in the folder")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_arguments(p, EvalConfig)
+    explain_default(p, "checkpoint", "give one")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,18 +38,22 @@ def run(args: argparse.Namespace) -> int:
     from ..train.checkpoint import same_data
     from ..train.loop import evaluate_checkpoint
 
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    name = "eval_ema" if args.ema else "eval"
-    claim_outputs(out, [f"{name}.{ext}" for ext in ("csv", "json", "md")], overwrite=args.overwrite)
-    row = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, args.batch_size, args.device, not args.no_progress, args.ema,
-        args.other_data,
-    )  # fmt: skip
+    config = EvalConfig.from_dict(given(args, EvalConfig))
+    if not config.checkpoint:
+        raise ValueError("--checkpoint is required: the checkpoint file to score (e.g. runs/x/best.pt)")
+    out = Path(config.out) if config.out else Path(config.checkpoint).parent
+    name = "eval_ema" if config.ema else "eval"
+    claim_outputs(out, [f"{name}.{ext}" for ext in ("csv", "json", "md")], overwrite=config.overwrite)
+    options = {k: v for k, v in config.to_dict().items() if k not in ("checkpoint", "out", "overwrite")}
+    row = evaluate_checkpoint(config.checkpoint, **options)
     paths = save_table([row], out, name, digits=4)
-    weights = "the model EMA" if args.ema else "the raw weights"
+    weights = "the model EMA" if config.ema else "the raw weights"
     differs = not same_data(row["trained_on"], row["data"])
     other = f" (trained on {row['trained_on']}: other data, --other-data)" if differs else ""
-    print(f"{weights} of {args.checkpoint} on the {args.split} split of {row['data']}{other}; top-1/top-5 as fractions")
+    print(
+        f"{weights} of {config.checkpoint} on the {config.split} split of {row['data']}{other}; "
+        "top-1/top-5 as fractions"
+    )
     print(markdown_table([row], digits=4))
     print(f"\nsaved {paths['csv']} (.json, .md)")
     return 0

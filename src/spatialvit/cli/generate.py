@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._text import plural
+from ..catalog import mixer_names
 from ..config import add_arguments, given
 from ..generation.config import DenoiserConfig, SamplingConfig
 from .common import command, positive_int
@@ -42,7 +43,7 @@ EVALUATE_EXAMPLES = """\
 spatialvit generate evaluate runs/gen/*/denoiser.pt --classifier runs/clf/best.pt --out runs/gen/eval
 """
 EXAMPLES = TRAIN_EXAMPLES + SAMPLE_EXAMPLES + EVALUATE_EXAMPLES
-MIXERS = ("softmax", "conv_qkv", "positional", "gpsa", "decay", "cag")
+MIXERS = mixer_names()
 
 
 SAMPLE_TEXT = """\

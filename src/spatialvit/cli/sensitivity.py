@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..probes.compare import run_sensitivity
+    from ..probes.sensitivity_run import run_sensitivity
     from ..report.tables import markdown_table
 
     values = given(args, SensitivityRunConfig)

@@ -80,10 +80,7 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
     nor YAML) runs on the data and image size the first checkpoint was trained on."""
     base = StudyConfig.from_yaml(args.config) if args.config else StudyConfig()
     values = given(args, StudyConfig)
-    train = given(args, TrainConfig, dest_prefix="train.")
-    if "epochs" in train:
-        train.setdefault("warmup_epochs", min(base.train.warmup_epochs, train["epochs"] / 2))  # warm-up, then decay
-    values["train"] = train
+    values["train"] = base.train_changes(given(args, TrainConfig, dest_prefix="train."))
     values["sensitivity"] = given(args, SweepConfig, dest_prefix="sensitivity.")
     if getattr(args, "checkpoint", None):
         pairs = [c.split("=", 1) for c in args.checkpoint]

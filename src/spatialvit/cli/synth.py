@@ -54,7 +54,7 @@ ASSOCIATE_EXAMPLES = """\
 spatialvit synth associate runs/synth/image/model.pt --out runs/synth/assoc
 """
 TRANSFER_EXAMPLES = """\
-spatialvit synth transfer --preset small --ns 1,2,4,8 --seeds 3 --out runs/synth/transfer
+spatialvit synth transfer --preset small --ns 1,2,4,8 --num-seeds 3 --out runs/synth/transfer
 """
 EXAMPLES = TRAIN_EXAMPLES + ASSOCIATE_EXAMPLES + TRANSFER_EXAMPLES
 
@@ -110,7 +110,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--arms", default=",".join(TRANSFER_ARMS), metavar="A,B,...", help="arms among frozen,reinit,content"
     )
-    r.add_argument("--seeds", type=positive_int, default=3, help="repetitions per (arm, n)")
+    r.add_argument(
+        "--num-seeds", type=positive_int, default=3, help="repetitions per (arm, n): seeds SEED, SEED+1, ..."
+    )
+    r.add_argument(
+        "--seeds", type=_deprecated_seed_count, dest="num_seeds", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     r.add_argument("--finetune-steps", type=positive_int, default=300, help="GD steps on task 2")
 
 
@@ -173,7 +178,14 @@ def run_train(args: argparse.Namespace) -> int:
     claim_outputs(args.out, TRAIN_FILES, overwrite=args.overwrite)
     kwargs = _model_kwargs(args)
     res = train_association(
-        cfg, n_train, args.n_test, settings, kwargs, args.seed, args.cluster, progress=not args.no_progress
+        cfg,
+        n_train,
+        args.n_test,
+        settings=settings,
+        model_kwargs=kwargs,
+        seed=args.seed,
+        cluster=args.cluster,
+        progress=not args.no_progress,
     )
     test = sample_synthetic(cfg, args.n_test, seed=args.seed + TEST_SEED_OFFSET)  # the run's own test set
     first, last = res.history[0], res.final
@@ -273,11 +285,11 @@ def run_transfer(args: argparse.Namespace) -> int:
         cfg,
         ns,
         arms,
-        n_train,
-        settings,
-        finetune,
-        args.n_test,
-        seeds=range(args.seed, args.seed + args.seeds),
+        pretrain_n=n_train,
+        pretrain=settings,
+        finetune=finetune,
+        n_test=args.n_test,
+        seeds=range(args.seed, args.seed + args.num_seeds),
         model_kwargs=_model_kwargs(args),
         progress=not args.no_progress,
     )
@@ -294,3 +306,11 @@ def run_transfer(args: argparse.Namespace) -> int:
         print("\n" + markdown_table(shown_claims(claims)) + "\n\n" + VERDICT_RULE)
     print(f"wrote {args.out}/transfer_runs.*, transfer.*, {'claims.*, ' if claims else ''}transfer.png")
     return 0
+
+
+def _deprecated_seed_count(text: str) -> int:
+    """``synth transfer --seeds N``: the old name of ``--num-seeds`` (a count, where ``study --seeds`` is a list)."""
+    import sys
+
+    print("spatialvit synth transfer: --seeds N is deprecated, use --num-seeds N (a count)", file=sys.stderr)
+    return positive_int(text)

@@ -142,13 +142,13 @@ def _load_idx(
     stats = train_stats(
         [train_images], lambda: channel_stats(images if split == "train" else _images(train_images, source))
     )
-    return _in_memory(name, images, labels, list(classes), img_size, stats)
+    return _in_memory(name, images, labels, classes=list(classes), img_size=img_size, stats=stats)
 
 
 @register_dataset("mnist")
 def load_mnist(root: str | None, split: str, img_size: int | None) -> TensorImageDataset:
     """MNIST handwritten digits: 60,000 train / 10,000 test 28x28 grey images; label = the digit 0..9."""
-    return _load_idx("mnist", root, split, img_size, MNIST_CLASSES, MNIST_SOURCE)
+    return _load_idx("mnist", root, split, img_size=img_size, classes=MNIST_CLASSES, source=MNIST_SOURCE)
 
 
 @register_dataset("fashion_mnist")
@@ -156,11 +156,16 @@ def load_fashion_mnist(root: str | None, split: str, img_size: int | None) -> Te
     """Fashion-MNIST (Zalando): 60,000 / 10,000 28x28 grey clothing images, 10 classes; no PATH reads Debian's
     ``dataset-fashion-mnist`` files in ``FASHION_MNIST_DEFAULT``."""
     return _load_idx(
-        "fashion_mnist", root or FASHION_MNIST_DEFAULT, split, img_size, FASHION_MNIST_CLASSES, FASHION_MNIST_SOURCE
+        "fashion_mnist",
+        root or FASHION_MNIST_DEFAULT,
+        split,
+        img_size=img_size,
+        classes=FASHION_MNIST_CLASSES,
+        source=FASHION_MNIST_SOURCE,
     )
 
 
 @register_dataset("kmnist")
 def load_kmnist(root: str | None, split: str, img_size: int | None) -> TensorImageDataset:
     """Kuzushiji-MNIST: 60,000 / 10,000 28x28 grey images of 10 cursive hiragana (romanised class names)."""
-    return _load_idx("kmnist", root, split, img_size, KMNIST_CLASSES, KMNIST_SOURCE)
+    return _load_idx("kmnist", root, split, img_size=img_size, classes=KMNIST_CLASSES, source=KMNIST_SOURCE)

@@ -177,11 +177,11 @@ def _cifar(
     train = [_file(path / f, name, layout) for f in train_files]
 
     def load(files: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        return _load_cifar(name, path, list(files), label_key, num_classes, layout)
+        return _load_cifar(name, path, list(files), label_key=label_key, num_classes=num_classes, layout=layout)
 
     images, labels = load(train_files if split == "train" else (test_file,))
     stats = train_stats(train, lambda: channel_stats(images if split == "train" else load(train_files)[0]))
-    return _in_memory(name, images, labels, classes, img_size, stats)
+    return _in_memory(name, images, labels, classes=classes, img_size=img_size, stats=stats)
 
 
 @register_dataset("cifar10")
@@ -189,7 +189,18 @@ def load_cifar10(root: str | None, split: str, img_size: int | None) -> TensorIm
     """CIFAR-10 from the python batches: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""
     train = tuple(f"data_batch_{i}" for i in range(1, 6))
     meta = ("batches.meta", b"label_names")
-    return _cifar("cifar10", root, split, img_size, train, "test_batch", meta, b"labels", 10, CIFAR10_LAYOUT)
+    return _cifar(
+        "cifar10",
+        root,
+        split,
+        img_size=img_size,
+        train_files=train,
+        test_file="test_batch",
+        meta=meta,
+        label_key=b"labels",
+        num_classes=10,
+        layout=CIFAR10_LAYOUT,
+    )
 
 
 @register_dataset("cifar100")
@@ -197,7 +208,18 @@ def load_cifar100(root: str | None, split: str, img_size: int | None, coarse: bo
     """CIFAR-100 from the python files: 50,000 / 10,000 32x32 RGB images; 100 fine labels (or 20 ``coarse``)."""
     name, key, n = ("cifar100_coarse", b"coarse_label", 20) if coarse else ("cifar100", b"fine_label", 100)
     meta = ("meta", key + b"_names")
-    return _cifar(name, root, split, img_size, ("train",), "test", meta, key + b"s", n, CIFAR100_LAYOUT)
+    return _cifar(
+        name,
+        root,
+        split,
+        img_size=img_size,
+        train_files=("train",),
+        test_file="test",
+        meta=meta,
+        label_key=key + b"s",
+        num_classes=n,
+        layout=CIFAR100_LAYOUT,
+    )
 
 
 @register_dataset("cifar100_coarse")
@@ -237,7 +259,7 @@ def load_svhn(root: str | None, split: str, img_size: int | None) -> TensorImage
     train_file = _file(path / "train_32x32.mat", "svhn", SVHN_LAYOUT)
     images, labels = _svhn_file(train_file if split == "train" else _file(path / "test_32x32.mat", "svhn", SVHN_LAYOUT))
     stats = train_stats([train_file], lambda: channel_stats(images if split == "train" else _svhn_file(train_file)[0]))
-    return _in_memory("svhn", images, labels, [str(d) for d in range(10)], img_size, stats)
+    return _in_memory("svhn", images, labels, classes=[str(d) for d in range(10)], img_size=img_size, stats=stats)
 
 
 # ---------------------------------------------------------------------------------------------- image folder
@@ -349,5 +371,13 @@ def load_folder(
         lambda: channel_stats(torch.stack([(decode_image(f, size) * 255).round().to(torch.uint8) for f in sample])),
         size,
     )
-    info = DatasetInfo("folder", len(classes), 3, (size, size), stats[0], stats[1], tuple(classes))
+    info = DatasetInfo(
+        name="folder",
+        num_classes=len(classes),
+        in_chans=3,
+        img_size=(size, size),
+        mean=stats[0],
+        std=stats[1],
+        classes=tuple(classes),
+    )
     return ImageFolderDataset(files, labels, info)

@@ -240,7 +240,15 @@ def synthetic_info(cfg: SyntheticConfig, mean: tuple[float, ...], std: tuple[flo
     H, W = cfg.grid
     classes = ("-1", "+1") if cfg.num_classes == 2 else tuple(str(k) for k in range(cfg.num_classes))
     size = (H * cfg.patch_pixels, W * cfg.patch_pixels)
-    return DatasetInfo("synthetic", cfg.num_classes, cfg.in_chans, size, mean, std, classes)
+    return DatasetInfo(
+        name="synthetic",
+        num_classes=cfg.num_classes,
+        in_chans=cfg.in_chans,
+        img_size=size,
+        mean=mean,
+        std=std,
+        classes=classes,
+    )
 
 
 SAMPLE_KEYS = ("n", "n_test", "seed")  # spec keys that size/seed the draw rather than define the task

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -129,7 +130,7 @@ def translate(images: Tensor, shift: Tensor, fill: float = 0.5) -> Tensor:
     """Move the content of each image by ``shift [B, 2]`` pixels ``(dx, dy)`` (right and down are positive)."""
     s = shift.to(torch.float64)
     one, zero = torch.ones_like(s[:, 0]), torch.zeros_like(s[:, 0])
-    return affine(images, _affine_matrix(one, zero, zero, one, -s[:, 0], -s[:, 1]), fill)
+    return affine(images, _affine_matrix(one, zero, zero, d=one, tx=-s[:, 0], ty=-s[:, 1]), fill)
 
 
 def rotate(images: Tensor, degrees: Tensor, fill: float = 0.5) -> Tensor:
@@ -138,14 +139,14 @@ def rotate(images: Tensor, degrees: Tensor, fill: float = 0.5) -> Tensor:
     cos, sin, zero = t.cos(), t.sin(), torch.zeros_like(t)
     # With y pointing down, a displayed counter-clockwise turn reads output (x, y) from input [[cos, -sin], [sin, cos]]
     # (x, y) (tested against torch.rot90).
-    return affine(images, _affine_matrix(cos, -sin, sin, cos, zero, zero), fill)
+    return affine(images, _affine_matrix(cos, -sin, sin, d=cos, tx=zero, ty=zero), fill)
 
 
 def shear(images: Tensor, amount: Tensor, fill: float = 0.5) -> Tensor:
     """Shear each image about its centre by ``amount [B, 2]`` = ``(sx, sy)``: input ``x + sx*y``, ``y + sy*x``."""
     s = amount.to(torch.float64)
     one, zero = torch.ones_like(s[:, 0]), torch.zeros_like(s[:, 0])
-    return affine(images, _affine_matrix(one, s[:, 0], s[:, 1], one, zero, zero), fill)
+    return affine(images, _affine_matrix(one, s[:, 0], s[:, 1], d=one, tx=zero, ty=zero), fill)
 
 
 # --------------------------------------------------------------------------------------------- colour / pixel
@@ -570,22 +571,29 @@ class BatchTransform:
         )
 
 
-def build_train_transform(
-    num_classes: int,
-    crop_padding: int = 4,
-    flip: bool = True,
-    randaugment_ops: int = 0,
-    randaugment_magnitude: float = 9.0,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-    mix_prob: float = 1.0,
-    padding_mode: str = "zeros",
-    random_erasing: float = 0.0,
-) -> BatchTransform:
-    """The standard training augmentation: crop with ``crop_padding`` (0 = off), flip, ``randaugment_ops`` ops per
-    image (0 = off) at ``randaugment_magnitude`` (0..10), random erasing of ``random_erasing`` of the images (0 =
-    off) and mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
+class AugmentOptions(Protocol):
+    """The training augmentation's options, as :class:`~spatialvit.train.config.TrainConfig` holds them (with their
+    defaults and help)."""
+
+    crop_padding: int
+    flip: bool
+    randaugment_ops: int
+    randaugment_magnitude: float
+    mixup_alpha: float
+    cutmix_alpha: float
+    mix_prob: float
+    random_erasing: float
+
+
+def build_train_transform(options: AugmentOptions, num_classes: int, *, padding_mode: str = "zeros") -> BatchTransform:
+    """The standard training augmentation of ``options`` (a :class:`~spatialvit.train.config.TrainConfig`): crop
+    with ``crop_padding`` (0 = off; ``padding_mode`` of the padding), flip, ``randaugment_ops`` ops per image (0 =
+    off) at ``randaugment_magnitude`` (0..10), random erasing of ``random_erasing`` of the images (0 = off) and
+    mixup/cutmix (alpha 0 = off) on ``mix_prob`` of samples.
     """
+    crop_padding, flip, randaugment_ops = options.crop_padding, options.flip, options.randaugment_ops
+    mixup_alpha, cutmix_alpha, mix_prob = options.mixup_alpha, options.cutmix_alpha, options.mix_prob
+    random_erasing = options.random_erasing
     if randaugment_ops < 0:
         raise ValueError(f"randaugment_ops must be >= 0, got {randaugment_ops}")
     if mixup_alpha < 0 or cutmix_alpha < 0:
@@ -594,7 +602,9 @@ def build_train_transform(
         raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing must be a probability in [0, 1], got {random_erasing}")
-    randaugment = RandAugment(randaugment_ops, randaugment_magnitude) if randaugment_ops > 0 else None
+    randaugment = RandAugment(randaugment_ops, options.randaugment_magnitude) if randaugment_ops > 0 else None
     mix = MixUpCutMix(mixup_alpha, cutmix_alpha, mix_prob) if mixup_alpha > 0 or cutmix_alpha > 0 else None
     erasing = RandomErasing(random_erasing) if random_erasing > 0 else None
-    return BatchTransform(num_classes, crop_padding, padding_mode, flip, randaugment, mix, erasing)
+    return BatchTransform(
+        num_classes, crop_padding, padding_mode, flip=flip, randaugment=randaugment, mix=mix, erasing=erasing
+    )

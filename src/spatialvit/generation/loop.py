@@ -55,22 +55,18 @@ def train_denoiser(
     """
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"images must be [N, C, H, W] with one label each, got {tuple(images.shape)}")
-    device = next(model.parameters()).device
-    data = images.float().mul(2).sub(1)  # [0, 1] -> [-1, 1]
+    device, data = next(model.parameters()).device, images.float().mul(2).sub(1)  # pixels [0, 1] -> [-1, 1]
     ema = EMA(model, config.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config.warmup))
-    gen = torch.Generator().manual_seed(config.seed)
-    step, losses = 0, []
+    gen, step, losses = torch.Generator().manual_seed(config.seed), 0, []
     model_kwargs = dict(model.config)
     source = _resume_source(checkpoint, resume)
     if source is not None:
         ckpt = load_denoiser_checkpoint(source)
         _check_resumable(ckpt, source, model_kwargs, info, config)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        for part, key in ((model, "model"), (ema, "ema"), (opt, "optimizer"), (sched, "scheduler")):
+            part.load_state_dict(ckpt[key])
         gen.set_state(ckpt["rng"])
         step, losses = ckpt["step"], list(ckpt["losses"])
 
@@ -95,16 +91,10 @@ def train_denoiser(
     bar = progress_bar(total=config.steps, initial=step, desc="train denoiser", enabled=progress)
     while step < config.steps:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
-        x0, y = data[idx].to(device), labels[idx].to(device)
-        loss = flow_matching_loss(model, x0, y, gen, config.label_dropout, config.t_sampling)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
+        loss = _optimise(model, opt, (data[idx].to(device), labels[idx].to(device)), gen=gen, config=config)
         sched.step()
         ema.update(model)
-        losses.append(loss.item())
+        losses.append(loss)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
@@ -116,6 +106,27 @@ def train_denoiser(
                      sum(recent) / len(recent), took, left)  # fmt: skip
     bar.close()
     return state()
+
+
+def _optimise(
+    model: DiT,
+    opt: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    *,
+    gen: torch.Generator,
+    config: DenoiserConfig,
+) -> float:
+    """One optimiser step on the flow-matching loss of ``batch`` (images in [-1, 1], labels); returns the loss."""
+    x0, y = batch
+    loss = flow_matching_loss(
+        model, x0, y, generator=gen, label_dropout=config.label_dropout, t_sampling=config.t_sampling
+    )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    opt.step()
+    return loss.item()
 
 
 def _resume_source(checkpoint: str | os.PathLike, resume: bool | str | os.PathLike) -> Path | None:
@@ -175,7 +186,16 @@ def train_on_dataset(
     ).to(device)
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
-    ckpt = train_denoiser(model, images, labels, info, config, Path(out) / "denoiser.pt", resume, progress)
+    ckpt = train_denoiser(
+        model,
+        images,
+        labels,
+        info=info,
+        config=config,
+        checkpoint=Path(out) / "denoiser.pt",
+        resume=resume,
+        progress=progress,
+    )
     losses = ckpt["losses"]
     window = max(1, len(losses) // 20)
     rows = [

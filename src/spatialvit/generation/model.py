@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..attention import create_attention
+from ..catalog import SIZES
 from ..models.layers import Mlp, PatchEmbed, sincos_pos_embed_2d
-from ..models.vit import SIZES
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

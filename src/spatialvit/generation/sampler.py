@@ -23,7 +23,15 @@ def sample_classes(
     drawn from ``seed``."""
     labels = class_labels(model.num_classes, config.per_class)
     gen = torch.Generator().manual_seed(seed)
-    x = sample(model, labels, config.sample_steps, config.sampler, config.cfg_scale, gen, progress=progress)
+    x = sample(
+        model,
+        labels,
+        config.sample_steps,
+        method=config.sampler,
+        cfg_scale=config.cfg_scale,
+        generator=gen,
+        progress=progress,
+    )
     return x.add(1).div(2).cpu(), labels
 
 

@@ -12,12 +12,13 @@ The published ImageNet numbers of both papers come from this backbone, not from 
 
 RMT uses the fixed Manhattan decay (mixer ``"decay"``), SDT-H the context-aware gate (mixer ``"cag"``); stages
 marked ``decomposed`` run the row-then-column form. Per stage ``gamma_h = 1 - 2^-(a + b*h/heads)`` with ``a`` =
-``init_values`` (2) and ``b`` = ``heads_ranges``. Mixers are built only through
+``gamma_a`` (2) and ``b`` = ``heads_ranges``. Mixers are built only through
 :func:`spatialvit.attention.create_attention`; see ``docs/hierarchical.md`` for what differs from RMT's code.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 
 from .._text import plural
 from ..attention import create_attention
+from ..catalog import MIXERS
 from .layers import DropPath, LayerScale, trunc_normal_init
 from .registry import register_model
 
@@ -160,7 +162,8 @@ class HierarchicalViT(nn.Module):
         img_size: the input size the model is meant for (recorded; any size works: every stage is convolutional or
             attends over whatever grid it gets, each stride-2 step rounds up).
         embed_dims, depths, num_heads: per stage.
-        heads_ranges, init_values: decay schedule per stage, ``gamma_h = 1 - 2^-(init + range*h/heads)``.
+        heads_ranges, gamma_a: decay schedule per stage, ``gamma_h = 1 - 2^-(a + range*h/heads)`` with ``a`` =
+            ``gamma_a`` (``init_values``: its deprecated name), for the mixers that take one (``decay``, ``cag``).
         mlp_ratios: FFN hidden width per stage, as a multiple of the stage's width.
         decomposed: per stage, run the row-then-column form of the mixer (RMT's "chunkwise" stages).
         layer_scales: per stage, use layer scale initialised to ``layer_scale_init``.
@@ -181,7 +184,7 @@ class HierarchicalViT(nn.Module):
         depths: Sequence[int] = (2, 2, 8, 2),
         num_heads: Sequence[int] = (4, 4, 8, 16),
         heads_ranges: Sequence[float] | float = (4, 4, 6, 6),
-        init_values: Sequence[float] | float = 2.0,
+        gamma_a: Sequence[float] | float = 2.0,
         mlp_ratios: Sequence[float] | float = 3.0,
         decomposed: Sequence[bool] | bool = (True, True, False, False),
         layer_scales: Sequence[bool] | bool = False,
@@ -192,47 +195,43 @@ class HierarchicalViT(nn.Module):
         attn_kwargs: dict[str, Any] | None = None,
         stem_strides: Sequence[int] = PUBLISHED_STEM_STRIDES,
         projection: int = 1024,
+        init_values: Sequence[float] | float | None = None,
     ) -> None:
         super().__init__()
+        if init_values is not None:
+            warnings.warn("HierarchicalViT(init_values=...) is deprecated: use gamma_a=...", DeprecationWarning, 2)
+            gamma_a = init_values
         n = len(embed_dims)
         depths, num_heads = _per_stage(depths, n, "depths"), _per_stage(num_heads, n, "num_heads")
         heads_ranges = _per_stage(heads_ranges, n, "heads_ranges")
-        init_values = _per_stage(init_values, n, "init_values")
+        gamma_a = _per_stage(gamma_a, n, "gamma_a")
         mlp_ratios = _per_stage(mlp_ratios, n, "mlp_ratios")
         decomposed = [bool(d) for d in _per_stage(decomposed, n, "decomposed")]
         layer_scales = [bool(s) for s in _per_stage(layer_scales, n, "layer_scales")]
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
         if len(self.img_size) != 2 or min(self.img_size) < 1:
             raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
-        self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.attn_layer = attn_layer
-        self.embed_dims = tuple(embed_dims)
-        self.depths = tuple(depths)
-        self.num_heads = tuple(num_heads)
-        self.heads_ranges = tuple(heads_ranges)
-        self.init_values = tuple(init_values)
-        self.decomposed = tuple(decomposed)
+        self.in_chans, self.num_classes, self.attn_layer = in_chans, num_classes, attn_layer
+        self.embed_dims, self.depths, self.num_heads = tuple(embed_dims), tuple(depths), tuple(num_heads)
+        self.heads_ranges, self.gamma_a, self.decomposed = tuple(heads_ranges), tuple(gamma_a), tuple(decomposed)
         self.num_features = embed_dims[-1]
 
         self.stem = ConvStem(in_chans, embed_dims[0], stem_strides)
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         extra = {"rope": True, "lepe_kernel": 5, **(attn_kwargs or {})}
+        stage_kwargs = [self._stage_options(extra, gamma_a[i], heads_ranges[i], decomposed[i]) for i in range(n)]
         stages, start = [], 0
         for i in range(n):
-            stage_kwargs = {**extra, "gamma_a": float(init_values[i]), "gamma_b": float(heads_ranges[i])}
-            if decomposed[i]:
-                stage_kwargs["decomposed"] = True
             blocks = [
                 HierarchicalBlock(
                     embed_dims[i],
                     num_heads[i],
                     attn_layer,
-                    stage_kwargs,
-                    mlp_ratios[i],
-                    dpr[start + j],
-                    layer_scale_init if layer_scales[i] else None,
-                    drop_rate,
+                    attn_kwargs=stage_kwargs[i],
+                    mlp_ratio=mlp_ratios[i],
+                    drop_path=dpr[start + j],
+                    layer_scale_init=layer_scale_init if layer_scales[i] else None,
+                    drop=drop_rate,
                 )
                 for j in range(depths[i])
             ]
@@ -246,6 +245,24 @@ class HierarchicalViT(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(projection, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(trunc_normal_init)  # as RMT: every Linear trunc-normal(0.02) with zero bias, LayerNorm 1/0
+
+    def _stage_options(self, extra: dict[str, Any], gamma_a: float, gamma_b: float, decomposed: bool) -> dict[str, Any]:
+        """The mixer options of one stage: ``extra``, and for a mixer with RMT's decay schedule
+        (:data:`~spatialvit.catalog.MIXERS`) the stage's ``gamma_a``, ``gamma_b`` and ``decomposed`` form."""
+        if not any(m.mixer == self.attn_layer and m.decay_schedule for m in MIXERS):
+            return dict(extra)
+        return {
+            **extra,
+            "gamma_a": float(gamma_a),
+            "gamma_b": float(gamma_b),
+            **({"decomposed": True} if decomposed else {}),
+        }
+
+    @property
+    def init_values(self) -> tuple[float, ...]:
+        """Deprecated name of :attr:`gamma_a` (the decay schedule's ``a`` per stage)."""
+        warnings.warn("HierarchicalViT.init_values is deprecated: use .gamma_a", DeprecationWarning, stacklevel=2)
+        return self.gamma_a
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` -> the last stage's feature map ``[B, C_last, H/32, W/32]`` (published stem)."""

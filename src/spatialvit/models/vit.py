@@ -14,6 +14,7 @@ from torch import nn
 
 from .._text import plural
 from ..attention import create_attention
+from ..catalog import MIXERS, PATCHES, SIZES, vit_name
 from .layers import DropPath, LayerScale, Mlp, PatchEmbed, resample_pos_embed, sincos_pos_embed_2d, trunc_normal_init
 from .registry import register_model
 
@@ -88,10 +89,8 @@ class VisionTransformer(nn.Module):
         dynamic_img_size: bool = False,
     ) -> None:
         super().__init__()
-        if global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if pos_embed not in ("learned", "sincos", "none"):
-            raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {pos_embed!r}")
+        _check_choice("global_pool", global_pool, ("token", "avg"))
+        _check_choice("pos_embed", pos_embed, ("learned", "sincos", "none"))
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
             raise ValueError(f"img_size={self.img_size} is not divisible by patch_size={patch_size}")
@@ -119,27 +118,19 @@ class VisionTransformer(nn.Module):
         else:
             self.register_parameter("pos_embed", None)
         self.pos_drop = nn.Dropout(drop_rate)
+        mixer_options = dict(
+            num_heads=num_heads,
+            num_prefix_tokens=self.num_prefix_tokens,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop_rate,
+            proj_drop=drop_rate,
+            **(attn_kwargs or {}),
+        )
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # also under torch.device("meta")
+        block = dict(mlp_ratio=mlp_ratio, drop=drop_rate, layer_scale_init=layer_scale_init)
         self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                create_attention(
-                    layers[i],
-                    embed_dim,
-                    grid=self.grid,
-                    num_heads=num_heads,
-                    num_prefix_tokens=self.num_prefix_tokens,
-                    qkv_bias=qkv_bias,
-                    attn_drop=attn_drop_rate,
-                    proj_drop=drop_rate,
-                    **(attn_kwargs or {}),
-                ),
-                mlp_ratio=mlp_ratio,
-                drop=drop_rate,
-                drop_path=dpr[i],
-                layer_scale_init=layer_scale_init,
-            )
-            for i in range(depth)
+            Block(embed_dim, create_attention(m, embed_dim, grid=self.grid, **mixer_options), drop_path=p, **block)
+            for m, p in zip(layers, dpr)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
@@ -216,26 +207,20 @@ class VisionTransformer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-SIZES: dict[str, dict[str, Any]] = {
-    "micro": dict(embed_dim=64, depth=4, num_heads=4),
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
-    "small": dict(embed_dim=384, depth=12, num_heads=6),
-}
-PATCHES: dict[int, dict[str, Any]] = {4: dict(img_size=32, num_classes=10), 16: dict(img_size=224, num_classes=1000)}
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def register_vit_family(family: str, **defaults: Any) -> None:
     """Register ``vit_{family}_{size}_patch{p}`` (``vit_{size}_patch{p}`` for the empty family) at every size."""
     for size, size_cfg in SIZES.items():
         for patch, patch_cfg in PATCHES.items():
-            name = "_".join(filter(None, ["vit", family, size, f"patch{patch}"]))
-            register_model(name, VisionTransformer, patch_size=patch, **patch_cfg, **size_cfg, **defaults)
+            register_model(
+                vit_name(family, size, patch), VisionTransformer, patch_size=patch, **patch_cfg, **size_cfg, **defaults
+            )
 
 
-# The model families: one line per mechanism.
-register_vit_family("", attn_layer="softmax")
-register_vit_family("convqkv", attn_layer="conv_qkv")
-register_vit_family("posattn", attn_layer="positional", pos_embed="none")
-register_vit_family("gpsa", attn_layer="gpsa")
-register_vit_family("rmt", attn_layer="decay")
-register_vit_family("sdt", attn_layer="cag")
+# The model families: one per mixer of the catalog.
+for _entry in MIXERS:
+    register_vit_family(_entry.family, attn_layer=_entry.mixer, **_entry.model_defaults)

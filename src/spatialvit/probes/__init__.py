@@ -9,7 +9,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         ".association": "association",
         ".config": "SensitivityRunConfig SweepConfig",
-        ".perturb": "block_mask block_rotate block_shuffle is_aligned",
-        ".sensitivity": "Perturbation SensitivityResult compare make_settings save_comparison sensitivity_sweep",
+        ".perturb": "Perturbation block_mask block_rotate block_shuffle is_aligned make_settings",
+        ".sensitivity_run": "run_sensitivity",
+        ".sweep": "SensitivityResult compare save_comparison sensitivity_sweep",
     },
 )

@@ -2,7 +2,8 @@
 its flags): :class:`SweepConfig` (one sensitivity sweep), :class:`SensitivityRunConfig` (``spatialvit
 sensitivity``), grids and mask fills, the clustering methods of patch association.
 
-:mod:`.sensitivity`, :mod:`.compare`, :mod:`.perturb` and :mod:`.association` re-export these names.
+:mod:`.sweep`, :mod:`.sensitivity_run` and :mod:`.association` re-export these names; the grids live in
+:mod:`.grids`.
 """
 
 from __future__ import annotations
@@ -10,39 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, option
+from ..config import Config, device_option, option
+from .grids import FILLS, Grid, check_ratio, parse_grids, to_grid  # noqa: F401  (re-exported)
 
-Grid = int | tuple[int, int]
-FILLS = ("zero", "mean", "noise")
 CLUSTER_METHODS = ("spectral", "agglomerative")
-
-
-def to_grid(grid: Grid | str) -> tuple[int, int]:
-    """``g``, ``(rows, cols)`` or the text ``"RxC"`` -> ``(rows, cols)``, checked to be positive ints."""
-    if isinstance(grid, str) and "x" in grid.lower():
-        grid = tuple(int(v) if v.strip().isdigit() else v for v in grid.lower().split("x"))
-    rows, cols = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (rows, cols)):
-        raise ValueError(f"grid must be a positive int or a (rows, cols) pair of positive ints, got {grid!r}")
-    return rows, cols
-
-
-def check_ratio(ratio: float) -> float:
-    """A mask ratio, checked to lie in ``[0, 1]``."""
-    if not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"mask ratio must be a number in [0, 1], got {ratio!r}")
-    return float(ratio)
-
-
-def parse_grids(text: str) -> list[Grid]:
-    """``"2,4,8"`` or ``"2x4,4x8"`` -> grids; ``""`` -> none."""
-    out: list[Grid] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            out.append(tuple(int(v) for v in part.lower().split("x")) if "x" in part.lower() else int(part))
-        except ValueError:
-            raise ValueError(f"bad grid {part!r}: use G or RxC, comma-separated (e.g. 2,4,2x4)") from None
-    return out
 
 
 @dataclass(frozen=True)
@@ -96,10 +68,16 @@ class SweepConfig(Config):
             check_ratio(ratio)
 
     def settings(self) -> list[Any]:
-        """Every perturbation setting of the sweep (:class:`~spatialvit.probes.sensitivity.Perturbation`, checked)."""
-        from .sensitivity import make_settings
+        """Every perturbation setting of the sweep (:class:`~spatialvit.probes.perturb.Perturbation`, checked)."""
+        from .perturb import make_settings
 
-        return make_settings(self.shuffle_grids, self.mask_grids, self.mask_ratios, self.mask_fill, self.rotate_grids)
+        return make_settings(
+            shuffle_grids=self.shuffle_grids,
+            mask_grids=self.mask_grids,
+            mask_ratios=self.mask_ratios,
+            mask_fill=self.mask_fill,
+            rotate_grids=self.rotate_grids,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +97,7 @@ class SensitivityRunConfig(Config):
     img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
     sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
     seed: int = option(0, "base seed of every perturbation")
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    device: str = device_option()
     amp: bool = option(True, "autocast on GPU")
     examples: int = option(4, "images in examples.png (0: no figure)")
     out: str = option("results/sensitivity", "output folder")

@@ -16,11 +16,14 @@ A grid is an ``int`` ``g`` (``g x g`` blocks) or a ``(rows, cols)`` pair; its bl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .config import FILLS, Grid, check_ratio, to_grid
+from .grids import FILLS, Grid, check_ratio, to_grid
 
 _M32 = 0xFFFFFFFF
 # Stream tags keep the random numbers of different uses of one image seed independent.
@@ -260,3 +263,75 @@ def block_rotate(
     maps = torch.stack([torch.rot90(pixel, k, dims=(0, 1)).flatten() for k in range(4)])  # [4, bh*bw]
     src = maps[turns][:, :, None, :].expand(B, n, C, bh * bw)
     return _unblocks(blocks.reshape(B, n, C, bh * bw).gather(-1, src).view(B, n, C, bh, bw), shape)
+
+
+KINDS = ("shuffle", "mask", "rotate")
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One setting of the sweep: ``kind`` on a ``(rows, cols)`` grid (masks: with ``ratio`` and ``fill``)."""
+
+    kind: str
+    grid: tuple[int, int]
+    ratio: float | None = None
+    fill: str | None = None
+
+    @property
+    def grid_label(self) -> str:
+        return f"{self.grid[0]}x{self.grid[1]}"
+
+    @property
+    def label(self) -> str:
+        extra = f" r={self.ratio:g} ({self.fill})" if self.kind == "mask" else ""
+        return f"{self.kind} {self.grid_label}{extra}"
+
+    def seed(self, base: int, repeat: int) -> int:
+        """The base seed of repeat ``repeat``: a hash of (``base``, this setting, ``repeat``), stable across runs."""
+        h = mix32(mix32(mix32(base & 0xFFFFFFFF) ^ zlib.crc32(self.label.encode())) ^ mix32(repeat & 0xFFFFFFFF))
+        return (h << 32) | ((base >> 32) & 0xFFFFFFFF)
+
+    def apply(self, images: torch.Tensor, seed: int, index: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Perturb pixel images ``[B, C, H, W]``; ``options``: ``mean``, ``std``, ``data_mean`` (masks),
+        ``exclude_identity`` (shuffles) and ``shared``."""
+        shared = options.get("shared", False)
+        if self.kind == "shuffle":
+            exclude = options.get("exclude_identity", False)
+            return block_shuffle(images, self.grid, seed=seed, index=index, exclude_identity=exclude, shared=shared)
+        if self.kind == "rotate":
+            return block_rotate(images, self.grid, seed=seed, index=index, shared=shared)
+        return block_mask(
+            images,
+            self.grid,
+            self.ratio,
+            fill=self.fill,
+            mean=options.get("mean", 0.0),
+            std=options.get("std", 1.0),
+            data_mean=options.get("data_mean"),
+            seed=seed,
+            index=index,
+            shared=shared,
+        )
+
+
+def make_settings(
+    *,
+    shuffle_grids: Iterable[Grid],
+    mask_grids: Iterable[Grid] | None,
+    mask_ratios: Iterable[float],
+    mask_fill: str,
+    rotate_grids: Iterable[Grid],
+) -> list[Perturbation]:
+    """The sweep's settings: every shuffle grid, every (mask grid x ratio) pair and every rotation grid
+    (``mask_grids`` ``None``: the shuffle grids). The options are :class:`~.config.SweepConfig`'s, which holds their
+    defaults (:meth:`~.config.SweepConfig.settings`)."""
+    if mask_fill not in FILLS:
+        raise ValueError(f"mask_fill must be one of {', '.join(FILLS)}, got {mask_fill!r}")
+    shuffle_grids = [to_grid(g) for g in shuffle_grids]
+    mask_grids = shuffle_grids if mask_grids is None else [to_grid(g) for g in mask_grids]
+    ratios = [check_ratio(r) for r in mask_ratios]
+    return (
+        [Perturbation("shuffle", g) for g in shuffle_grids]
+        + [Perturbation("mask", g, r, mask_fill) for g in mask_grids for r in ratios]
+        + [Perturbation("rotate", to_grid(g)) for g in rotate_grids]
+    )

@@ -153,5 +153,5 @@ def prefix_samples(values: np.ndarray) -> list[Interval]:
     for k in range(2, values.shape[-1] + 1):
         head = values[..., :k]
         mean, sd = head.mean(-1), head.std(-1, ddof=1)
-        out.append(Interval(mean, math.nan, math.nan, math.nan, k, sd))  # type: ignore[arg-type]
+        out.append(Interval(mean=mean, low=math.nan, high=math.nan, half_width=math.nan, n=k, sd=sd))  # type: ignore[arg-type]
     return out

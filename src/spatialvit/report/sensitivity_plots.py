@@ -57,10 +57,10 @@ def _shuffle_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, kind: str, er
             ax,
             [i for i, _ in pts],
             [r[metric] for _, r in pts],
-            [r.get(f"{metric}_{error}") for _, r in pts],
-            [r["aligned"] for _, r in pts],
-            model,
-            metric,
+            errs=[r.get(f"{metric}_{error}") for _, r in pts],
+            aligned=[r["aligned"] for _, r in pts],
+            label=model,
+            metric=metric,
         )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel(f"{kind} grid (1x1 = clean)")
@@ -79,10 +79,10 @@ def _mask_panel(ax: plt.Axes, rows: Sequence[Row], metric: str, grid: str, error
             ax,
             [r["ratio"] for r in pts],
             [r[metric] for r in pts],
-            [r.get(f"{metric}_{error}") for r in pts],
-            [r["aligned"] for r in pts],
-            model,
-            metric,
+            errs=[r.get(f"{metric}_{error}") for r in pts],
+            aligned=[r["aligned"] for r in pts],
+            label=model,
+            metric=metric,
         )
     fill = next((r["fill"] for r in rows if r["kind"] == "mask" and r["grid"] == grid), "")
     ax.set_xlabel("mask ratio")

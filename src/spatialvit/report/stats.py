@@ -60,10 +60,10 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> Interval:
         raise ValueError("no values to average")
     mean, n = statistics.mean(xs), len(xs)
     if n == 1:
-        return Interval(mean, math.nan, math.nan, math.nan, 1, math.nan)
+        return Interval(mean=mean, low=math.nan, high=math.nan, half_width=math.nan, n=1, sd=math.nan)
     sd = statistics.stdev(xs)
     half = float(t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, half, n, sd)
+    return Interval(mean=mean, low=mean - half, high=mean + half, half_width=half, n=n, sd=sd)
 
 
 def paired_difference(
@@ -189,7 +189,9 @@ def differences(
             continue
         row: Row = {by: model, "reference": reference_model}
         for col in columns:
-            diff = model_difference(rows, col, model, reference_model, by, seed_key, confidence)
+            diff = model_difference(
+                rows, col, model, reference=reference_model, by=by, seed_key=seed_key, confidence=confidence
+            )
             row |= _cells(f"{col}_diff", diff, bounds=True)
         out.append(row)
     return out

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import t
 
+from ..catalog import roles
 from ..report.inference import (
     MAX_SEEDS,
     av_p_greater,
@@ -35,7 +36,7 @@ from ..report.tables import Row
 
 ALPHA = 0.05  # family-wise error rate of the verdicts of one study
 GATE = 0.2  # a model's accuracy must be clearly above chance + GATE x (1 - chance) for its claims to be tested
-ROLES = ("cnn", "plain", "conv_qkv", "positional", "decay", "sdt")
+ROLES = roles()
 
 HOLDS = "holds"
 REFUTED = "refuted"
@@ -140,35 +141,48 @@ XU_GAP = (
 )
 XU_CONV = "significantly increases VT's sensitivity to spatial structure without sacrificing performance"
 
+# The margins of the claims on each kind of measure.
+_SENSITIVITY = dict(kind="superiority", delta=SENSITIVITY_DELTA, delta_reason=SENSITIVITY_REASON, per_grid=True)
+_ACCURACY = dict(measure="test_acc1", delta=ACCURACY_DELTA, delta_reason=ACCURACY_REASON)
+_LOCALITY = dict(
+    measure="prior_dist_px",
+    kind="superiority",
+    delta=DISTANCE_DELTA,
+    delta_reason=DISTANCE_REASON,
+    reference_measure="attn_dist_px",
+)
+_SDT_QUOTE = "consistent improvements over strong baselines"
 CLAIMS = (
-    Claim("a", XU, XU_GAP, "CNNs drop further than ViTs under block shuffles", "shuffle_drop", "cnn", "plain",
-          "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
-    Claim("b", XU, XU_GAP, "CNNs drop further than ViTs under block masks", "mask_drop", "cnn", "plain",
-          "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
-    Claim("c1", XU, XU_CONV, "Conv Q/K/V makes a ViT drop further under block shuffles", "shuffle_drop", "conv_qkv",
-          "plain", "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
-    Claim("c2", XU, XU_CONV, "Conv Q/K/V makes a ViT drop further under block masks", "mask_drop", "conv_qkv",
-          "plain", "superiority", SENSITIVITY_DELTA, SENSITIVITY_REASON, per_grid=True),
-    Claim("d", XU, XU_CONV, "Conv Q/K/V costs no test accuracy", "test_acc1", "conv_qkv", "plain",
-          "non-inferiority", ACCURACY_DELTA, ACCURACY_REASON),
-    Claim("e", JELASSI, "a ViT with positional attention performs similarly to the original one",
-          "Positional attention is as accurate as plain attention", "test_acc1", "positional", "plain",
-          "equivalence", ACCURACY_DELTA, ACCURACY_REASON),
-    Claim("f1", SDT, "consistent improvements over strong baselines", "SDT is more accurate than fixed decay (RMT)",
-          "test_acc1", "sdt", "decay", "superiority", ACCURACY_DELTA, ACCURACY_REASON),
-    Claim("f2", SDT, "consistent improvements over strong baselines", "SDT is more accurate than plain attention",
-          "test_acc1", "sdt", "plain", "superiority", ACCURACY_DELTA, ACCURACY_REASON),
-    Claim("f3", SDT, "dynamic, data-dependent decay", "SDT's decay rates vary with the image (fixed decay: 0)",
-          "rate_spread", "sdt", None, "superiority", SPREAD_DELTA, SPREAD_REASON),
-    Claim("g1", RMT, "a spatial decay matrix based on the Manhattan distance to introduce the explicit spatial prior",
-          "Trained fixed-decay attention is more local than its decay prior alone", "prior_dist_px", "decay", "decay",
-          "superiority", DISTANCE_DELTA, DISTANCE_REASON, reference_measure="attn_dist_px"),
-    Claim("g2", SDT, "dynamic, data-dependent decay",
-          "Trained SDT attention is more local than its decay prior at initialisation", "prior_dist_px", "sdt", "sdt",
-          "superiority", DISTANCE_DELTA, DISTANCE_REASON, reference_measure="attn_dist_px"),
-    Claim("h", RMT, "RMT exhibits exceptional performance across various vision tasks",
-          "Fixed decay is more accurate than plain attention", "test_acc1", "decay", "plain", "superiority",
-          ACCURACY_DELTA, ACCURACY_REASON),
+    Claim(id="a", source=XU, quote=XU_GAP, text="CNNs drop further than ViTs under block shuffles",
+          measure="shuffle_drop", model="cnn", reference="plain", **_SENSITIVITY),
+    Claim(id="b", source=XU, quote=XU_GAP, text="CNNs drop further than ViTs under block masks",
+          measure="mask_drop", model="cnn", reference="plain", **_SENSITIVITY),
+    Claim(id="c1", source=XU, quote=XU_CONV, text="Conv Q/K/V makes a ViT drop further under block shuffles",
+          measure="shuffle_drop", model="conv_qkv", reference="plain", **_SENSITIVITY),
+    Claim(id="c2", source=XU, quote=XU_CONV, text="Conv Q/K/V makes a ViT drop further under block masks",
+          measure="mask_drop", model="conv_qkv", reference="plain", **_SENSITIVITY),
+    Claim(id="d", source=XU, quote=XU_CONV, text="Conv Q/K/V costs no test accuracy", model="conv_qkv",
+          reference="plain", kind="non-inferiority", **_ACCURACY),
+    Claim(id="e", source=JELASSI, quote="a ViT with positional attention performs similarly to the original one",
+          text="Positional attention is as accurate as plain attention", model="positional", reference="plain",
+          kind="equivalence", **_ACCURACY),
+    Claim(id="f1", source=SDT, quote=_SDT_QUOTE, text="SDT is more accurate than fixed decay (RMT)", model="sdt",
+          reference="decay", kind="superiority", **_ACCURACY),
+    Claim(id="f2", source=SDT, quote=_SDT_QUOTE, text="SDT is more accurate than plain attention", model="sdt",
+          reference="plain", kind="superiority", **_ACCURACY),
+    Claim(id="f3", source=SDT, quote="dynamic, data-dependent decay",
+          text="SDT's decay rates vary with the image (fixed decay: 0)", measure="rate_spread", model="sdt",
+          reference=None, kind="superiority", delta=SPREAD_DELTA, delta_reason=SPREAD_REASON),
+    Claim(id="g1", source=RMT,
+          quote="a spatial decay matrix based on the Manhattan distance to introduce the explicit spatial prior",
+          text="Trained fixed-decay attention is more local than its decay prior alone", model="decay",
+          reference="decay", **_LOCALITY),
+    Claim(id="g2", source=SDT, quote="dynamic, data-dependent decay",
+          text="Trained SDT attention is more local than its decay prior at initialisation", model="sdt",
+          reference="sdt", **_LOCALITY),
+    Claim(id="h", source=RMT, quote="RMT exhibits exceptional performance across various vision tasks",
+          text="Fixed decay is more accurate than plain attention", model="decay", reference="plain",
+          kind="superiority", **_ACCURACY),
 )  # fmt: skip
 
 
@@ -254,7 +268,7 @@ def verdict_of_interval(low: float, high: float, n: int, kind: Kind, delta: floa
     ``[low, high]`` over ``n`` seeds (the same rule as :func:`claim_outcome`)."""
     mean, half = (low + high) / 2, (high - low) / 2
     sd = half / float(t.ppf(1 - alpha / 2, n - 1)) * math.sqrt(n)
-    res = claim_outcome(Interval(mean, low, high, half, n, sd), kind, delta)
+    res = claim_outcome(Interval(mean=mean, low=low, high=high, half_width=half, n=n, sd=sd), kind, delta)
     return res.leaning if res.p <= alpha else NOT_RESOLVED
 
 

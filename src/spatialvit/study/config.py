@@ -12,18 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .._names import unknown_name
-from ..config import Config, option
+from ..catalog import default_models
+from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option
 from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
-DEFAULT_MODELS = (
-    "resnet_small",
-    "vit_micro_patch4",
-    "vit_convqkv_micro_patch4",
-    "vit_posattn_micro_patch4",
-    "vit_rmt_micro_patch4",
-    "vit_sdt_micro_patch4",
-)
+DEFAULT_MODELS = default_models()
 # Keys of ``train`` that the study sets itself, per model.
 STUDY_KEYS = (
     "model",
@@ -60,7 +54,7 @@ class ProbeConfig(Config):
 class StudyConfig(Config):
     """Everything that defines a study (see ``docs/study.md``)."""
 
-    data: str = option("digits", "dataset NAME or NAME:PATH", metavar="SPEC")
+    data: str = option(DEFAULT_DATA, "dataset NAME or NAME:PATH", metavar="SPEC")
     img_size: int | None = option(None, "resize the data to N x N (none: the data's own size)")
     models: list[str] = option(
         help="registered model names (`spatialvit models`)", factory=lambda: list(DEFAULT_MODELS), parse=_names
@@ -224,13 +218,20 @@ class StudyConfig(Config):
         if self.address is not None and self.executor != "ray":
             raise ValueError(f"address ({self.address!r}) joins a Ray cluster: it needs executor ray")
         if self.executor == "ray":
-            if self.train.device not in ("auto", "cpu", "cuda"):
+            if self.train.device not in (AUTO, *DEVICES):
                 raise ValueError(
                     f"with executor ray, train.device must be auto, cpu or cuda (Ray gives each run its GPU), "
                     f"got {self.train.device!r}"
                 )
             if importlib.util.find_spec("ray") is None:
                 raise ValueError("executor ray needs Ray: pip install 'spatialvit[ray]' (see docs/cluster.md)")
+
+    def train_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Changes to ``train`` with their derived defaults: new ``epochs`` without ``warmup_epochs`` keep the
+        warm-up within half the run (``min(train.warmup_epochs, epochs / 2)``), so that the schedule still decays."""
+        if "epochs" in changes and "warmup_epochs" not in changes:
+            return {**changes, "warmup_epochs": min(self.train.warmup_epochs, changes["epochs"] / 2)}
+        return changes
 
     def train_config(self, model: str, seed: int) -> TrainConfig:
         """The TrainConfig of one model and seed: ``train`` plus the study's data and size, the seed, and the run

@@ -4,28 +4,23 @@ cluster (:mod:`.ray_executor`, imported only for ``executor: ray``).
 Every executor has one method, ``train(jobs) -> list[RunResult]``: it trains each :class:`TrainConfig` (or reuses
 its finished run, or continues its interrupted one: the study's runs have ``resume="auto"``) and returns the results
 in any order. Since a run's numbers are fixed by its config and seed, every executor gives the same tables.
-:func:`open_executor` picks the one a :class:`StudyConfig` asks for.
+:func:`spatialvit.study.runner.open_executor` picks the one a study config asks for.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from .._text import plural
-from ..runtime import resolve_device
 from ..train.config import TrainConfig
 from ..train.loop import fit
-from .config import StudyConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +38,6 @@ class Executor(Protocol):
     """Trains a list of runs; returns their results in any order."""
 
     def train(self, jobs: list[TrainConfig]) -> list[RunResult]: ...
-
-
-@contextmanager
-def open_executor(config: StudyConfig) -> Iterator[Executor]:
-    """The executor of ``config``: a Ray cluster (``executor: ray``, joined or started here and left when the block
-    ends), ``workers`` forked processes (on a CPU, outside ``torchrun``), or one run after another."""
-    if config.executor == "ray":
-        from .ray_executor import RayExecutor
-
-        with RayExecutor.connect(config.address, Path(config.out)) as executor:
-            yield executor
-        return
-    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun every rank trains each run together
-    if config.workers > 1 and alone and resolve_device(config.train.device).type == "cpu":
-        yield ProcessPool(config.workers)
-    else:
-        yield InTurn()
 
 
 def train_run(train: TrainConfig) -> RunResult:

@@ -11,10 +11,13 @@ Progress goes to the ``spatialvit.study`` logger (one line per stage, with the t
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -23,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .._text import plural
 from ..bench import time_call
+from ..catalog import positional_mixers, role_of_mixer
 from ..data import DatasetInfo, cached_datasets, load_dataset
 from ..data.synthetic import SyntheticConfig, make_partition, split_spec
 from ..models import create_model, model_defaults
@@ -30,7 +34,7 @@ from ..probes import sensitivity_sweep
 from ..probes.association import association_report, vit_attention_matrix
 from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
 from ..probes.priors import has_prior, prior_attention_distance, rate_spread
-from ..probes.sensitivity import SensitivityResult
+from ..probes.sweep import SensitivityResult
 from ..report.sensitivity_plots import plot_sensitivity
 from ..report.stats import differences, summarise
 from ..report.tables import save_table
@@ -39,7 +43,7 @@ from ..train.checkpoint import model_from_checkpoint, same_data, trained_on
 from .adaptive import Ledger, Round, claim_state, model_costs, plan_round
 from .claims import CLAIMS, Rule, evaluate_claims, expand, validity
 from .config import StudyConfig
-from .executors import open_executor
+from .executors import Executor, InTurn, ProcessPool
 from .plots import plot_attention_distance, plot_attention_maps
 from .provenance import check_checkpoints, failed_start
 from .report import build_report, cost_section, sweep_means
@@ -70,9 +74,9 @@ WALL_CLOCK = ("train_time_s", "train_img_s", "infer_img_s")
 # Columns compared between models as paired (same-seed) differences.
 DIFFERENCES = ("test_acc1", "ssi_shuffle", "ssi_mask", "flip_shuffle", "flip_mask", "attn_dist_px")
 # Mixers whose attention is (partly) a learned function of patch positions: their patch association is measured.
-POSITIONAL_MIXERS = ("positional", "gpsa")
+POSITIONAL_MIXERS = positional_mixers()
 # The claims' roles of the ViT families, by their mixer; the CNN role is any ResNet.
-ROLE_OF_MIXER = {"softmax": "plain", "conv_qkv": "conv_qkv", "positional": "positional", "decay": "decay", "cag": "sdt"}
+ROLE_OF_MIXER = role_of_mixer()
 # Everything a study writes into its folder.
 STUDY_FILES = (
     "study_config.yaml",
@@ -167,9 +171,9 @@ def _run_study(config: StudyConfig, data_s: float) -> StudyResult | None:
     analysis = _Analysis(query=tuple(config.probes.query) if config.probes.query else None)
     analysis.phases |= {"data": data_s, "training": trained_s - data_s}
     t0 = time.perf_counter()
-    for name, seed, path, source in runs:
-        log.info("== analysing %s, seed %d (%s)", name, seed, path)
-        _analyse(config, analysis, probe, name, seed, path, source)
+    for run in runs:
+        log.info("== analysing %s, seed %d (%s)", run.model, run.seed, run.path)
+        _analyse(config, analysis, probe, name=run.model, seed=run.seed, path=run.path, source=run.source)
     analysis.phases["analysis"] += time.perf_counter() - t0
     if ledger is not None:
         if not ledger.rounds:  # a pilot found on disk counts with its recorded training time
@@ -202,7 +206,8 @@ def _adapt(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledg
         tick()
         remaining = None if config.budget_s is None else config.budget_s - ledger.spent_s
         have = {(r["model"], r["seed"]) for r in analysis.per_seed}
-        plan = plan_round(claims, have, config.seed_sequence, model_costs(analysis.costs), config.workers, remaining)
+        plan = plan_round(claims, have, config.seed_sequence, model_costs(analysis.costs), workers=config.workers,
+                          remaining_s=remaining)  # fmt: skip
         if plan.stop is not None:
             ledger.stopped = plan.stop
             ledger.save(out)
@@ -217,7 +222,7 @@ def _adapt(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledg
             trained = executor.train([config.train_config(m, s) for m, s in plan.jobs])
         t1 = time.perf_counter()
         for run in sorted(trained, key=lambda r: (config.models.index(r.model), r.seed)):
-            _analyse(config, analysis, probe, run.model, run.seed, run.checkpoint, "trained")
+            _analyse(config, analysis, probe, name=run.model, seed=run.seed, path=run.checkpoint, source="trained")
         analysis.phases["training"] += t1 - t0
         analysis.phases["analysis"] += time.perf_counter() - t1
         claims = look()
@@ -242,21 +247,47 @@ def _probe_data(config: StudyConfig) -> _Probe:
     return _Probe(loader, images, num_classes, resolve_device(config.train.device))
 
 
-def _obtain_runs(config: StudyConfig, more: list[tuple[str, int]]) -> list[tuple[str, int, Path, str]]:
-    """``(model, seed, checkpoint, source)`` of every run: a given checkpoint (used as the model's only seed), or
+@contextmanager
+def open_executor(config: StudyConfig) -> Iterator[Executor]:
+    """The executor of ``config``: a Ray cluster (``executor: ray``, joined or started here and left when the block
+    ends), ``workers`` forked processes (on a CPU, outside ``torchrun``), or one run after another."""
+    if config.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        with RayExecutor.connect(config.address, Path(config.out)) as executor:
+            yield executor
+        return
+    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun every rank trains each run together
+    if config.workers > 1 and alone and resolve_device(config.train.device).type == "cpu":
+        yield ProcessPool(config.workers)
+    else:
+        yield InTurn()
+
+
+class Run(NamedTuple):
+    """One run of the study: its model, seed, checkpoint and where it comes from (``trained`` or ``checkpoint``)."""
+
+    model: str
+    seed: int
+    path: Path
+    source: str
+
+
+def _obtain_runs(config: StudyConfig, more: list[tuple[str, int]]) -> list[Run]:
+    """The :class:`Run` of every model and seed: a given checkpoint (used as the model's only seed), or
     the last checkpoint of training the model with that seed (reusing a finished or interrupted run), trained by
     the executor of ``config`` (:mod:`.executors`); ``more``: the runs an adaptive study added before."""
     jobs = [config.train_config(name, seed) for name in config.models for seed in config.seeds
             if name not in config.checkpoints]  # fmt: skip
     jobs += [config.train_config(name, seed) for name, seed in more]
-    runs = [(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
+    runs = [Run(name, config.seeds[0], Path(path), "checkpoint") for name, path in config.checkpoints.items()]
     trained = []
     if jobs:
         with open_executor(config) as executor:
             trained = executor.train(jobs)
-    runs += [(name, seed, path, "trained") for name, seed, path, _ in trained]
+    runs += [Run(name, seed, path, "trained") for name, seed, path, _ in trained]
     order = {name: k for k, name in enumerate(config.models)}
-    return sorted(runs, key=lambda r: (order[r[0]], r[1]))
+    return sorted(runs, key=lambda r: (order[r.model], r.seed))
 
 
 def _load(path: Path) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
@@ -323,7 +354,7 @@ def _analyse(
     row |= grid_drops(res.rows(), config.claim_grid_labels, 1 / probe.num_classes)
     t1 = time.perf_counter()
     x = probe.images.to(probe.device)
-    row |= _attention(config, analysis, clf, x, name, seed)
+    row |= _attention(config, analysis, clf, x=x, name=name, seed=seed)
     row["prior_dist_px"] = _prior_distance(ckpt, x, probe.device)
     row["rate_spread"] = rate_spread(clf, x)
     row["train_time_s"] = sum(h.get("epoch_time_s", 0.0) for h in history) if history else None
@@ -473,13 +504,28 @@ def _write(config: StudyConfig, analysis: _Analysis, probe: _Probe, ledger: Ledg
         files |= {f"association_{k}": v for k, v in save_table(analysis.associations, out, "association").items()}
     files |= {f"cost_{k}": v for k, v in save_table(analysis.costs, out, "cost").items()}
     report = build_report(
-        config, comparison, diffs, claims, invalid, analysis.distances, analysis.associations, files
+        config,
+        comparison,
+        diffs,
+        claims=claims,
+        invalid=invalid,
+        distances=analysis.distances,
+        associations=analysis.associations,
+        files=files,
     )
     cost_section(report, config=config, costs=analysis.costs, ledger=ledger, claims=claims, phases=analysis.phases)
     files |= report.save(out)
     sweeps = [res for _, res in analysis.sweeps]
     return StudyResult(
-        out, comparison, per_seed, diffs, claims, sweeps, analysis.distances, analysis.associations, files
+        out=out,
+        comparison=comparison,
+        per_seed=per_seed,
+        differences=diffs,
+        claims=claims,
+        sensitivity=sweeps,
+        attention_distance=analysis.distances,
+        association=analysis.associations,
+        files=files,
     )
 
 

@@ -212,13 +212,34 @@ def transfer_claims(rows: Sequence[Row]) -> list[Row]:
         excess = r["mass"] - r["chance_mass"]
         row[f"mass_excess_n{r['n']}"] = None if math.isnan(excess) else excess
     claims = [
-        Claim("j1", JELASSI, JELASSI_ASSOCIATION, f"Positional attention learned from {ns[-1]} samples concentrates on "
-              "the hidden groups", f"mass_excess_n{ns[-1]}", "reinit", None, "superiority", MASS_DELTA,
-              "5 % of the attention mass beyond what uniform attention puts on a query's group"),
-        *[Claim(f"j2@n={n}", JELASSI, JELASSI_TRANSFER, f"Frozen pre-trained attention beats attention learned afresh "
-                f"from {n} samples", f"test_acc_n{n}", "frozen", "reinit", "superiority", ACCURACY_DELTA,
-                ACCURACY_REASON) for n in ns],
-    ]  # fmt: skip
+        Claim(
+            id="j1",
+            source=JELASSI,
+            quote=JELASSI_ASSOCIATION,
+            text=f"Positional attention learned from {ns[-1]} samples concentrates on the hidden groups",
+            measure=f"mass_excess_n{ns[-1]}",
+            model="reinit",
+            reference=None,
+            kind="superiority",
+            delta=MASS_DELTA,
+            delta_reason="5 % of the attention mass beyond what uniform attention puts on a query's group",
+        ),
+        *[
+            Claim(
+                id=f"j2@n={n}",
+                source=JELASSI,
+                quote=JELASSI_TRANSFER,
+                text=f"Frozen pre-trained attention beats attention learned afresh from {n} samples",
+                measure=f"test_acc_n{n}",
+                model="frozen",
+                reference="reinit",
+                kind="superiority",
+                delta=ACCURACY_DELTA,
+                delta_reason=ACCURACY_REASON,
+            )
+            for n in ns
+        ],
+    ]
     arms = {r["arm"] for r in rows}
     return evaluate_claims(claims, list(per_seed.values()), {a: a for a in ("frozen", "reinit") if a in arms})
 

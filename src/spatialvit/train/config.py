@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, option
+from ..config import DEFAULT_DATA, Config, check_device, device_option, option, overwrite_option, progress_option
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class TrainConfig(Config):
     """Everything that defines a training run (see ``docs/training.md`` for the meaning of each key)."""
 
     model: str = option("vit_micro_patch4", "registered model name (`spatialvit models` lists them)")
-    data: str = option("digits", "dataset spec NAME or NAME:PATH (digits, cifar10:/data/cifar-10-batches-py, ...)")
+    data: str = option(DEFAULT_DATA, "dataset spec NAME or NAME:PATH (digits, cifar10:/data/cifar-10-batches-py, ...)")
     img_size: int | None = option(
         None, "resize the data to this size and build the model for it (default: the data's own size)"
     )
@@ -63,7 +63,7 @@ class TrainConfig(Config):
         False, "warm the EMA decay up as min(ema_decay, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3), for short runs"
     )
     seed: int = option(0, "seed of model initialisation, data order, augmentation and dropout")
-    device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    device: str = device_option()
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
     compile: bool = option(False, "wrap the model in torch.compile")
     threads: int | None = option(
@@ -88,7 +88,7 @@ class TrainConfig(Config):
     stop_after: int | None = option(
         None, "end this invocation after this epoch, keeping the full schedule (continue with resume)"
     )
-    progress: bool = option(True, "show progress bars")
+    progress: bool = progress_option()
 
     def validate(self) -> None:
         for name in ("lr", "min_lr"):
@@ -139,5 +139,32 @@ class TrainConfig(Config):
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
         if self.overwrite and self.resume is not None:
             raise ValueError("overwrite and resume exclude each other: continue the run or start it again, not both")
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device(self.device)
+
+
+SPLITS = ("test", "train")
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """``spatialvit eval``: score a checkpoint on a split of a dataset (see ``docs/training.md``)."""
+
+    checkpoint: str | None = option(None, "checkpoint file (e.g. runs/x/best.pt)", metavar="PATH")
+    data: str | None = option(
+        None, "dataset spec NAME or NAME:PATH (none: the data the model was trained on)", metavar="SPEC"
+    )
+    other_data: bool = option(False, "score the checkpoint on data other than the one it was trained on")
+    split: str = option("test", "which split: test or train", metavar="test|train")
+    ema: bool = option(False, "evaluate the model EMA the checkpoint keeps (runs trained with ema_decay)")
+    batch_size: int = option(256, "images per batch")
+    device: str = device_option()
+    out: str | None = option(None, "folder for eval.* / eval_ema.* (none: the checkpoint's folder)", metavar="DIR")
+    overwrite: bool = overwrite_option("eval.* / eval_ema.*")
+    progress: bool = progress_option()
+
+    def validate(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        check_device(self.device)

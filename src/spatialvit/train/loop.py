@@ -37,7 +37,7 @@ from ..models.registry import sizes_that_build
 from ..report.tables import save_table
 from ..runtime import claim_outputs, describe_changes, eta, progress_bar, resolve_device, with_normalize
 from .checkpoint import check_data, load_checkpoint, model_from_checkpoint, save_checkpoint, trained_on
-from .config import TrainConfig
+from .config import EvalConfig, TrainConfig
 from .distributed import DistContext, init_distributed, shard_indices
 from .ema import ModelEma
 from .sampler import RepeatAugSampler
@@ -159,7 +159,14 @@ def fit(config: TrainConfig) -> FitResult:
                                                                      end - first))  # fmt: skip
             best_top1 = _save_epoch(run, row, best_top1, writer)
         run.ctx.barrier()
-    result = FitResult(run.model, run.run_dir, run.history, last, best, run.ema.module if run.ema else None)
+    result = FitResult(
+        model=run.model,
+        run_dir=run.run_dir,
+        history=run.history,
+        last_checkpoint=last,
+        best_checkpoint=best,
+        ema_model=run.ema.module if run.ema else None,
+    )
     if run.ctx.is_main:
         if writer is not None:
             writer.close()
@@ -200,23 +207,25 @@ def _setup(config: TrainConfig) -> tuple[_Session, Path | None]:
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch, peak_lr))
     ema = ModelEma(model, config.ema_decay**scale, config.ema_warmup) if config.ema_decay > 0 else None
-    augment = build_train_transform(
-        info.num_classes,
-        crop_padding=config.crop_padding,
-        flip=config.flip,
-        randaugment_ops=config.randaugment_ops,
-        randaugment_magnitude=config.randaugment_magnitude,
-        mixup_alpha=config.mixup_alpha,
-        cutmix_alpha=config.cutmix_alpha,
-        mix_prob=config.mix_prob,
-        random_erasing=config.random_erasing,
-    )
+    augment = build_train_transform(config, info.num_classes)
     loader_gen = torch.Generator()
-    train_loader, test_loader = _loaders(train_set, test_set, config, ctx, device, loader_gen)
+    train_loader, test_loader = _loaders(train_set, test_set, config, ctx=ctx, device=device, gen=loader_gen)
     run = _Session(
-        config, ctx, device, run_dir, info, model, model_kwargs, forward, optimizer, scheduler, augment,
-        train_loader, test_loader, loader_gen,
-    )  # fmt: skip
+        config=config,
+        ctx=ctx,
+        device=device,
+        run_dir=run_dir,
+        info=info,
+        model=model,
+        model_kwargs=model_kwargs,
+        forward=forward,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        augment=augment,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        loader_gen=loader_gen,
+    )
     if ema is not None:
         run.ema, run.ema_forward = ema, with_normalize(ema.module, info.mean, info.std).to(device)
     return run, resume_from
@@ -361,24 +370,19 @@ def evaluate(
     return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5_frac, "n": int(n)}
 
 
-def evaluate_checkpoint(
-    path: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    batch_size: int = 256,
-    device: str = "auto",
-    progress: bool = False,
-    ema: bool = False,
-    other_data: bool = False,
-) -> dict[str, Any]:
-    """Score the checkpoint at ``path`` (its model EMA with ``ema``) on ``split`` of ``data`` (default: the data it
-    was trained on; other data is refused unless ``other_data``).
+def evaluate_checkpoint(path: str | Path, **options: Any) -> dict[str, Any]:
+    """Score the checkpoint at ``path`` with the options of :class:`~.config.EvalConfig` (their defaults there;
+    ``checkpoint``, ``out`` and ``overwrite`` are the command's): its model EMA with ``ema``, on ``split`` of
+    ``data`` (none: the data it was trained on; other data is refused unless ``other_data``).
 
     The images are loaded at the model's input size and normalised with the checkpoint's statistics.
     Returns ``{"checkpoint", "weights" ("raw" or "EMA"), "data", "trained_on", "split", "loss", "top1", "top5",
     "n"}``.
     """
-    dev = resolve_device(device)
+    config = EvalConfig.from_dict({**options, "checkpoint": str(path)})
+    data, split, ema, batch_size = config.data, config.split, config.ema, config.batch_size
+    other_data, progress = config.other_data, config.progress
+    dev = resolve_device(config.device)
     model, info, ckpt = model_from_checkpoint(path, map_location=dev, ema=ema)
     trained = trained_on(ckpt)
     data = data or trained["data"]
