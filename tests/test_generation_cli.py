@@ -11,13 +11,7 @@ from spatialvit.generation import load_denoiser_checkpoint
 from spatialvit.models import create_model
 from spatialvit.train import save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TRAIN = ["generate", "train", "--img-size", "8", "--patch-size", "2", "--batch-size", "8", "--per-class", "2"]

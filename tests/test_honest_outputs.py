@@ -21,13 +21,7 @@ from spatialvit.study.provenance import failed_start
 from spatialvit.train import TrainConfig, load_checkpoint, save_checkpoint
 from spatialvit.train.checkpoint import ACCURACY_KEYS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,13 @@ leaves every file byte-identical; ``--resume`` continues, ``--overwrite`` starts
 from pathlib import Path
 
 import pytest
-import torch
 from tests.test_cli import TINY_ARGS
 
 from spatialvit.cli import main
 from spatialvit.runtime import OutputExistsError, claim_outputs, describe_changes
 from spatialvit.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
