@@ -367,10 +367,11 @@ def evaluate_claims(
         elif sample.single_seed:
             row["verdict"] = SINGLE_SEED
         else:
-            test = claim_outcome(sample, claim.kind, claim.delta)
             if rule == "sequential":
                 leaning, p = sequential_outcomes(np.array(values), claim.kind, claim.delta)
                 test = Outcome(sample, str(leaning), float(p))
+            else:
+                test = claim_outcome(sample, claim.kind, claim.delta)
             row |= {"ci_low": sample.low, "ci_high": sample.high, "leaning": test.leaning, "p": test.p}
         tests.append(test)
         out.append(row)
