@@ -6,8 +6,9 @@ import torch
 from matplotlib.collections import LineCollection
 
 from spatialvit.generation.sampler import class_names, save_image_grid
-from spatialvit.report import sensitivity_plots
-from spatialvit.report.sensitivity_plots import clipped_errors, plot_sensitivity
+from spatialvit.probes import plots as sensitivity_plots
+from spatialvit.probes.plots import plot_sensitivity
+from spatialvit.report.figures import clipped_errors
 from spatialvit.study import plots as study_plots
 from spatialvit.study.report import sweep_means
 

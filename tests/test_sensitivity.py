@@ -15,7 +15,7 @@ from spatialvit.cli import main
 from spatialvit.data import DatasetInfo, Normalize, TensorImageDataset, load_dataset
 from spatialvit.models import VisionTransformer, create_model
 from spatialvit.probes import Perturbation, compare, make_settings, save_comparison, sensitivity_sweep
-from spatialvit.report.sensitivity_plots import plot_examples, plot_sensitivity
+from spatialvit.probes.plots import plot_examples, plot_sensitivity
 from spatialvit.train import save_checkpoint
 
 MEAN, STD = (0.3,), (0.4,)

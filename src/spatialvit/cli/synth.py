@@ -168,10 +168,10 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..data.synthetic import sample_synthetic, synthetic_info
-    from ..report.synthetic_plots import plot_association_history, plot_attention_groups
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
     from ..synth.experiments import TEST_SEED_OFFSET, bayes_accuracy, global_count_accuracy, train_association
+    from ..synth.plots import plot_association_history, plot_attention_groups
     from ..train.checkpoint import save_checkpoint
 
     cfg, n_train, settings = _config(args)
@@ -228,11 +228,11 @@ def run_associate(args: argparse.Namespace) -> int:
     from ..data import Normalize
     from ..data.synthetic import SyntheticConfig, load_synthetic, make_partition, split_spec
     from ..probes.association import association_report
-    from ..report.synthetic_plots import plot_attention_groups
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
     from ..synth.experiments import vit_association
     from ..synth.model import SimplifiedViT
+    from ..synth.plots import plot_attention_groups
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 
     claim_outputs(args.out, ASSOCIATE_FILES, overwrite=args.overwrite)
@@ -269,12 +269,12 @@ def run_associate(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from ..report.synthetic_plots import plot_transfer
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
     from ..study.claims import VERDICT_RULE
     from ..study.report import shown_claims
     from ..synth.experiments import summarise_transfer, transfer_claims, transfer_experiment
+    from ..synth.plots import plot_transfer
 
     cfg, n_train, settings = _config(args)
     claim_outputs(args.out, TRANSFER_FILES, overwrite=args.overwrite)

@@ -105,7 +105,7 @@ def _write(
     config: SensitivityRunConfig, results: list[SensitivityResult], data: Dataset, models: list[_Model]
 ) -> dict[str, Path]:
     """sweep.* and summary.*, sensitivity/shuffle/mask PNGs (chance dotted), examples.png, report.md/.html."""
-    from ..report.sensitivity_plots import plot_sensitivity
+    from .plots import plot_sensitivity
 
     out = Path(config.out)
     paths = save_comparison(results, out)
@@ -169,7 +169,7 @@ def _examples(
     data: Dataset, settings: list[SettingResult], config: SensitivityRunConfig, path: Path, norm: tuple
 ) -> Path:
     """examples.png: the first ``examples`` images, clean and under each setting's first repeat."""
-    from ..report.sensitivity_plots import plot_examples
+    from .plots import plot_examples
 
     n = min(config.examples, len(data))
     images = torch.stack([data[i][0] for i in range(n)])

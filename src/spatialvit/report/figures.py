@@ -1,8 +1,12 @@
-"""Shared matplotlib plumbing for every PNG the package writes: the headless backend, saving, image display."""
+"""Shared matplotlib plumbing for every PNG the package writes: the headless backend, saving, image display, family
+colours and clipped error bars. The plots themselves live beside their domain: ``probes.plots`` (sensitivity sweeps),
+``study.plots`` (attention distance and maps), ``synth.plots`` (synthetic experiments)."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +57,14 @@ def show_image(ax: Any, img: torch.Tensor) -> None:
         ax.imshow(arr[..., 0], cmap="gray", vmin=0, vmax=1)
     else:
         ax.imshow(arr[..., :3])
+
+
+def clipped_errors(ys: Sequence[float], errs: Sequence[float | None], low: float | None, high: float | None) -> Any:
+    """Error bars ``y ± err`` cut to ``[low, high]`` as matplotlib's ``[[below], [above]]``; ``None`` (no bar) when no
+    point has an error (``None`` or NaN: one seed, one draw)."""
+    known = [e is not None and not math.isnan(e) for e in errs]
+    if not any(known):
+        return None
+    below = [0.0 if not k else min(e, y - low) if low is not None else e for y, e, k in zip(ys, errs, known)]
+    above = [0.0 if not k else min(e, high - y) if high is not None else e for y, e, k in zip(ys, errs, known)]
+    return [[max(b, 0.0) for b in below], [max(a, 0.0) for a in above]]

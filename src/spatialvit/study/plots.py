@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from ..report.figures import model_color, pyplot, save_figure, show_image
-from ..report.sensitivity_plots import clipped_errors
+from ..report.figures import clipped_errors, model_color, pyplot, save_figure, show_image
 from ..report.stats import mean_ci
 
 plt = pyplot()

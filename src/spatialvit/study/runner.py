@@ -33,9 +33,9 @@ from ..models import create_model, model_defaults
 from ..probes import sensitivity_sweep
 from ..probes.association import association_report, vit_attention_matrix
 from ..probes.attention_maps import grid_attention_maps, has_attention_maps, mean_attention_distance
+from ..probes.plots import plot_sensitivity
 from ..probes.priors import has_prior, prior_attention_distance, rate_spread
 from ..probes.sweep import SensitivityResult
-from ..report.sensitivity_plots import plot_sensitivity
 from ..report.stats import differences, summarise
 from ..report.tables import save_table
 from ..runtime import claim_outputs, is_main_process, resolve_device, split_classifier, with_normalize
