@@ -50,11 +50,14 @@ def option(
 
 
 # ------------------------------------------------------------------------------------- options every command shares
+# The run options (device, threads, seed, out, overwrite, progress): every command config declares the ones it has
+# through these, so a run option has one type, one metavar and one help text wherever it appears.
+RUN_OPTIONS = ("device", "threads", "seed", "out", "overwrite", "progress")
 
 
-def device_option() -> Any:
+def device_option(default: str = AUTO) -> Any:
     """The ``device`` of a command: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    return option(AUTO, "auto (CUDA when available), cpu, cuda or cuda:N", metavar="DEV")
+    return option(default, "auto (CUDA when available), cpu, cuda or cuda:N", metavar="DEV")
 
 
 def check_device(device: str) -> None:
@@ -63,9 +66,30 @@ def check_device(device: str) -> None:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
+def threads_option(default: int | None = None) -> Any:
+    """The CPU threads of torch (``None``: torch's choice)."""
+    return option(default, "CPU threads of torch (none: torch's choice; 1 is steadier on a busy CPU)", metavar="N")
+
+
+def check_threads(threads: int | None) -> None:
+    """Raise a ``ValueError`` naming ``threads`` unless it is ``None`` or >= 1."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 (or none for torch's choice), got {threads}")
+
+
+def seed_option(what: str) -> Any:
+    """The random ``seed`` of a command; ``what`` says what it seeds."""
+    return option(0, f"random seed of {what}")
+
+
+def out_option(default: str | None, what: str) -> Any:
+    """The output folder (or file) of a command; ``what`` says what goes there and what the default means."""
+    return option(default, what, metavar="DIR")
+
+
 def progress_option() -> Any:
     """Whether a command shows progress bars (on a terminal)."""
-    return option(True, "show progress bars")
+    return option(True, "progress bars on a terminal")
 
 
 def overwrite_option(what: str) -> Any:
@@ -300,6 +324,18 @@ def given(args: argparse.Namespace, cls: type[Config], dest_prefix: str = "") ->
     ``dest_prefix``), with their values."""
     names = {dest_prefix + f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return {k[len(dest_prefix) :]: v for k, v in vars(args).items() if k in names}
+
+
+def from_args(
+    args: argparse.Namespace, cls: type[C], *, nested: Iterable[str] = (), config_file: str | None = None
+) -> C:
+    """The config of a command: the defaults of ``cls``, then the YAML ``config_file``, then the flags given
+    (:func:`given`); each key of ``nested`` names a nested config whose flags were added with the ``KEY.`` prefix."""
+    base = cls.from_yaml(config_file) if config_file else cls()
+    values = given(args, cls)
+    for key in nested:
+        values[key] = given(args, type(getattr(base, key)), dest_prefix=f"{key}.")
+    return cls.from_dict(values, base)
 
 
 def _parser(hint: Any, f: dataclasses.Field) -> tuple[Callable[[str], Any] | None, str]:

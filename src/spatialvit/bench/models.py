@@ -11,7 +11,7 @@ from torch import nn
 
 from ..models import create_model, list_models
 from ..report.tables import save_table
-from ..runtime import claim_outputs, progress_bar
+from ..runtime import claim_outputs, progress_bar, resolve_device
 from .config import BenchConfig
 from .measure import peak_mib, time_call
 
@@ -107,7 +107,7 @@ def bench_models(models: list[str], config: BenchConfig, num_classes: int = 10) 
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not models:
         raise ValueError("models must name at least one registered model")
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     x = torch.rand(batch_size, in_chans, img_size, img_size, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     builders: list[tuple[str, Any]] = [

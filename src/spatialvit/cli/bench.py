@@ -48,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.models import run_bench
     from ..config import given
     from ..report.tables import markdown_table
+    from ..runtime import resolve_device
 
     config = BenchConfig.from_dict(given(args, BenchConfig))
     rows, paths = run_bench(config)
-    device = torch.cuda.get_device_name(config.device) if config.device.startswith("cuda") else "CPU"
+    resolved = resolve_device(config.device)
+    device = torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU"
     print(
         f"\n{config.size} models, patch {config.patch}, {config.img_size}x{config.img_size}, batch "
         f"{config.batch_size}, {config.dtype}, {device}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._names import unknown_name
 from ..catalog import default_models
-from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option
+from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option, out_option, overwrite_option, progress_option
 from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
@@ -115,10 +115,10 @@ class StudyConfig(Config):
         "cluster `ray start` began on this machine, else a new local one)",
         metavar="ADDR",
     )
-    out: str = option("study", "output folder", metavar="DIR")
+    out: str = out_option("study", "output folder")
     resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
-    overwrite: bool = option(False, "start again in an out that holds a study, deleting its files first")
-    progress: bool = option(True, "progress bars on a terminal")
+    overwrite: bool = overwrite_option("the study")
+    progress: bool = progress_option()
 
     def validate(self) -> None:
         if not self.models:

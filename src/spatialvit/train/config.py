@@ -11,7 +11,19 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import DEFAULT_DATA, Config, check_device, device_option, option, overwrite_option, progress_option
+from ..config import (
+    DEFAULT_DATA,
+    Config,
+    check_device,
+    check_threads,
+    device_option,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+    threads_option,
+)
 
 
 @dataclass(frozen=True)
@@ -62,15 +74,13 @@ class TrainConfig(Config):
     ema_warmup: bool = option(
         False, "warm the EMA decay up as min(ema_decay, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3), for short runs"
     )
-    seed: int = option(0, "seed of model initialisation, data order, augmentation and dropout")
+    seed: int = seed_option("model initialisation, data order, augmentation and dropout")
     device: str = device_option()
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
     compile: bool = option(False, "wrap the model in torch.compile")
-    threads: int | None = option(
-        1, "CPU threads of torch (null: torch's choice; 1 is fastest for small models on a shared CPU)"
-    )
+    threads: int | None = threads_option(1)
     num_workers: int = option(0, "DataLoader worker processes")
-    out: str | None = option(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
+    out: str | None = out_option(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = option(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
     eval_every: int = option(1, "evaluate on the test split every N epochs, and always after the last (0: last only)")
     train_limit: int | None = option(
@@ -84,7 +94,7 @@ class TrainConfig(Config):
     resume: str | None = option(
         None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"
     )
-    overwrite: bool = option(False, "start again in an OUT that holds an earlier run, deleting that run's files first")
+    overwrite: bool = overwrite_option("the run")
     stop_after: int | None = option(
         None, "end this invocation after this epoch, keeping the full schedule (continue with resume)"
     )
@@ -140,6 +150,7 @@ class TrainConfig(Config):
         if self.overwrite and self.resume is not None:
             raise ValueError("overwrite and resume exclude each other: continue the run or start it again, not both")
         check_device(self.device)
+        check_threads(self.threads)
 
 
 SPLITS = ("test", "train")
@@ -158,7 +169,7 @@ class EvalConfig(Config):
     ema: bool = option(False, "evaluate the model EMA the checkpoint keeps (runs trained with ema_decay)")
     batch_size: int = option(256, "images per batch")
     device: str = device_option()
-    out: str | None = option(None, "folder for eval.* / eval_ema.* (none: the checkpoint's folder)", metavar="DIR")
+    out: str | None = out_option(None, "folder for eval.* / eval_ema.* (none: the checkpoint's folder)")
     overwrite: bool = overwrite_option("eval.* / eval_ema.*")
     progress: bool = progress_option()
 
