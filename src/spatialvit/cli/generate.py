@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._text import plural
-from ..catalog import mixer_names
-from ..config import add_arguments, given
-from ..generation.config import DenoiserConfig, SamplingConfig
-from .common import command, positive_int
+from ..config import Config, add_arguments, from_args
+from ..generation.config import (
+    DenoiserConfig,
+    GenerateEvalConfig,
+    GenerateSampleConfig,
+    GenerateTrainConfig,
+    SamplingConfig,
+)
+from .common import command, config_file
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +48,6 @@ EVALUATE_EXAMPLES = """\
 spatialvit generate evaluate runs/gen/*/denoiser.pt --classifier runs/clf/best.pt --out runs/gen/eval
 """
 EXAMPLES = TRAIN_EXAMPLES + SAMPLE_EXAMPLES + EVALUATE_EXAMPLES
-MIXERS = mixer_names()
 
 
 SAMPLE_TEXT = """\
@@ -74,16 +78,15 @@ size). Writes OUT/NAME.{csv,json,md} and OUT/<run>_samples.png.
 """
 
 
-def _sampling_args(p: argparse.ArgumentParser, per_class: int) -> None:
-    add_arguments(p.add_argument_group("sampling"), SamplingConfig, defaults=SamplingConfig(per_class=per_class))
-    p.set_defaults(per_class=per_class)
+def _sampling_args(p: argparse.ArgumentParser, cls: type[Config]) -> None:
+    defaults = cls.describe()["sampling"][0]
+    add_arguments(p.add_argument_group("sampling"), SamplingConfig, defaults=defaults, dest_prefix="sampling.")
 
 
-def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+def _run_args(p: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = ()) -> None:
+    """``--config FILE`` and every key of ``cls`` that is not nested or ``skip``ped (given as a positional)."""
+    config_file(p, f"`{p.prog}`")
+    add_arguments(p, cls, skip=skip)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,86 +94,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     _train_parser(actions)
     s = command(actions, "sample", SAMPLE_TEXT, SAMPLE_EXAMPLES, run_sample)
-    s.add_argument(
-        "checkpoint", type=Path, metavar="CHECKPOINT", help="denoiser checkpoint (OUT/denoiser.pt of `generate train`)"
-    )
-    s.add_argument(
-        "--out",
-        type=Path,
-        metavar="FILE",
-        help="PNG file of the sample grid (default: sample_seed<SEED>.png in the checkpoint's folder)",
-    )
-    s.add_argument(
-        "--save-tensor",
-        type=Path,
-        metavar="FILE",
-        help="also save images and labels to this .pt file (default: not saved)",
-    )
-    s.add_argument("--overwrite", action="store_true", help="replace existing --out / --save-tensor files")
-    _sampling_args(s, per_class=8)
-    _common_args(s)
-    _evaluate_parser(actions)
+    s.add_argument("checkpoint", metavar="CHECKPOINT", help=GenerateSampleConfig.describe()["checkpoint"][1])
+    _run_args(s, GenerateSampleConfig, skip=("checkpoint",))
+    _sampling_args(s, GenerateSampleConfig)
+    e = command(actions, "evaluate", EVALUATE_TEXT, EVALUATE_EXAMPLES, run_evaluate)
+    e.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="denoiser checkpoints to compare")
+    _run_args(e, GenerateEvalConfig, skip=("checkpoints",))
+    _sampling_args(e, GenerateEvalConfig)
 
 
 def _train_parser(actions: argparse._SubParsersAction) -> None:
     t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train, resumable=True)
-    t.add_argument("--data", default="digits", metavar="SPEC", help="dataset spec NAME or NAME:PATH")
-    t.add_argument("--img-size", type=positive_int, default=16, help="image side the data is resized to")
-    t.add_argument(
-        "--mixer",
-        default="softmax",
-        metavar="NAME",
-        help=f"token mixer: {', '.join(MIXERS)}, or a model family's name for its mixer (sdt, rmt, posattn, ...)",
-    )
-    t.add_argument(
-        "--attn-kwargs",
-        type=json_object,
-        default={},
-        metavar="JSON",
-        help="options for the mixer, e.g. '{\"alpha\": 2}'",
-    )
-    t.add_argument("--size", choices=("micro", "tiny", "small"), default="micro", help="transformer size")
-    t.add_argument("--patch-size", type=positive_int, default=2, help="patch side")
-    t.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
+    _run_args(t, GenerateTrainConfig, skip=("resume",))
     t.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         metavar="PATH",
-        help="continue a run: --resume alone continues OUT/denoiser.pt, --resume PATH that checkpoint "
-        "(default: a new run)",
+        default=argparse.SUPPRESS,
+        help=GenerateTrainConfig.describe()["resume"][1],
     )
-    t.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run (deletes it)")
-    add_arguments(t.add_argument_group("optimisation"), DenoiserConfig, skip=("seed",))
-    _sampling_args(t, per_class=8)
-    _common_args(t)
+    add_arguments(t.add_argument_group("optimisation"), DenoiserConfig, dest_prefix="denoiser.")
+    _sampling_args(t, GenerateTrainConfig)
 
 
-def _evaluate_parser(actions: argparse._SubParsersAction) -> None:
-    e = command(actions, "evaluate", EVALUATE_TEXT, EVALUATE_EXAMPLES, run_evaluate)
-    e.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="denoiser checkpoints to compare")
-    e.add_argument(
-        "--classifier", type=Path, required=True, help="classifier checkpoint of `spatialvit train` (required)"
-    )
-    e.add_argument("--data", metavar="SPEC", help="dataset spec of the real images (default: the denoiser's)")
-    e.add_argument("--real-split", choices=("train", "test"), default="train", help="real reference set")
-    e.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall")
-    e.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (required)")
-    e.add_argument("--name", default="generation_metrics", metavar="NAME", help="table name")
-    e.add_argument("--overwrite", action="store_true", help="replace the table and sample grids of an earlier run")
-    _sampling_args(e, per_class=36)
-    _common_args(e)
-
-
-def json_object(text: str) -> dict:
-    """argparse type: a JSON object, with the position of a syntax error in the message."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at character {err.pos + 1}): {text}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"alpha\": 2}}', got {text}")
-    return value
+def _required(config: Config, *keys: str) -> None:
+    for key in keys:
+        if not getattr(config, key):
+            raise ValueError(f"--{key.replace('_', '-')} is required ({type(config).describe()[key][1]})")
 
 
 def mixer_of(name: str) -> str:
@@ -197,26 +148,23 @@ def mixer_of(name: str) -> str:
     )
 
 
-def _setup(args: argparse.Namespace) -> None:
+def _setup(config: Config, seed: int) -> torch.device:
+    """Threads and seed of the run; the device it asked for."""
     import torch
 
     from ..runtime import resolve_device
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    args.device = resolve_device(args.device)
+    if config.threads is not None:  # type: ignore[attr-defined]
+        torch.set_num_threads(config.threads)  # type: ignore[attr-defined]
+    torch.manual_seed(seed)
+    return resolve_device(config.device)  # type: ignore[attr-defined]
 
 
-def _sampling(args: argparse.Namespace) -> SamplingConfig:
-    return SamplingConfig.from_dict(given(args, SamplingConfig))
-
-
-def _samples(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    """The sample grid's images and labels, with the sampling flags and the seed of ``args``."""
+def _samples(model: torch.nn.Module, config: Config, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sample grid's images and labels, drawn with ``config.sampling`` from ``seed``."""
     from ..generation.sampler import sample_classes
 
-    return sample_classes(model, _sampling(args), seed=args.seed, progress=not args.no_progress)
+    return sample_classes(model, config.sampling, seed=seed, progress=config.progress)  # type: ignore[attr-defined]
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -225,41 +173,29 @@ def run_train(args: argparse.Namespace) -> int:
     from ..generation.sampler import class_names, save_image_grid
     from ..runtime import claim_outputs
 
-    if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other: continue the run or start it again")
-    if not args.resume:
-        claim_outputs(args.out, DENOISER_FILES, overwrite=args.overwrite, resume_flag="--resume")
-    mixer = mixer_of(args.mixer)
-    _setup(args)
-    config = DenoiserConfig.from_dict({**given(args, DenoiserConfig), "seed": args.seed})
+    config = from_args(args, GenerateTrainConfig, nested=("denoiser", "sampling"), config_file=args.config)
+    _required(config, "out")
+    out = Path(config.out)
+    if not config.resume:
+        claim_outputs(out, DENOISER_FILES, overwrite=config.overwrite, resume_flag="--resume")
+    mixer = mixer_of(config.mixer)
+    device = _setup(config, config.denoiser.seed)
     start = time.perf_counter()
-    model, ckpt, _ = train_on_dataset(
-        args.data,
-        args.out,
-        config,
-        img_size=args.img_size,
-        size=args.size,
-        patch_size=args.patch_size,
-        mixer=mixer,
-        attn_kwargs=args.attn_kwargs,
-        resume=args.resume or False,
-        device=args.device,
-        progress=not args.no_progress,
-    )
+    model, ckpt, _ = train_on_dataset(replace(config, mixer=mixer), device=device)
     seconds = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    named = mixer if mixer == args.mixer else f"{mixer} ({args.mixer})"
-    print(f"denoiser: {args.size} DiT, mixer {named}, {params:,} parameters, grid {model.grid}")
-    ckpt_path = args.out / "denoiser.pt"
-    ema_model, info, _ = denoiser_from_checkpoint(ckpt_path, use_ema=not _sampling(args).raw_weights)
-    images, _ = _samples(ema_model.to(args.device), args)
-    grid = save_image_grid(images, args.out / "samples.png", ncol=args.per_class, row_labels=class_names(info))
-    last = ckpt["losses"][-config.checkpoint_every :]
+    named = mixer if mixer == config.mixer else f"{mixer} ({config.mixer})"
+    print(f"denoiser: {config.size} DiT, mixer {named}, {params:,} parameters, grid {model.grid}")
+    ckpt_path = out / "denoiser.pt"
+    ema_model, info, _ = denoiser_from_checkpoint(ckpt_path, use_ema=not config.sampling.raw_weights)
+    images, _ = _samples(ema_model.to(device), config, config.denoiser.seed)
+    grid = save_image_grid(images, out / "samples.png", ncol=config.sampling.per_class, row_labels=class_names(info))
+    last = ckpt["losses"][-config.denoiser.checkpoint_every :]
     print(
         f"trained to step {ckpt['step']} in {seconds:.0f}s (this call); mean training loss of the last "
         f"{plural(len(last), 'step')}: {sum(last) / len(last):.4f}"
     )
-    print(f"wrote {ckpt_path}, {args.out / 'losses.csv'}, {grid}")
+    print(f"wrote {ckpt_path}, {out / 'losses.csv'}, {grid}")
     return 0
 
 
@@ -270,81 +206,119 @@ def run_sample(args: argparse.Namespace) -> int:
     from ..generation.sampler import class_names, save_image_grid
     from ..runtime import claim_outputs
 
-    args.out = args.out or args.checkpoint.parent / f"sample_seed{args.seed}.png"
-    for path in filter(None, [args.out, args.save_tensor]):
-        claim_outputs(path.parent, [path.name], overwrite=args.overwrite)
-    _setup(args)
-    model, info, _ = denoiser_from_checkpoint(args.checkpoint, use_ema=not _sampling(args).raw_weights)
-    images, labels = _samples(model.to(args.device), args)
-    path = save_image_grid(images, args.out, ncol=args.per_class, row_labels=class_names(info))
+    config = from_args(args, GenerateSampleConfig, nested=("sampling",), config_file=args.config)
+    _required(config, "checkpoint")
+    checkpoint = Path(config.checkpoint)
+    out = Path(config.out) if config.out else checkpoint.parent / f"sample_seed{config.seed}.png"
+    save_tensor = Path(config.save_tensor) if config.save_tensor else None
+    for path in filter(None, [out, save_tensor]):
+        claim_outputs(path.parent, [path.name], overwrite=config.overwrite)
+    device = _setup(config, config.seed)
+    model, info, _ = denoiser_from_checkpoint(checkpoint, use_ema=not config.sampling.raw_weights)
+    images, labels = _samples(model.to(device), config, config.seed)
+    path = save_image_grid(images, out, ncol=config.sampling.per_class, row_labels=class_names(info))
     print(f"wrote {path} ({plural(len(images), 'sample')}, one row per class)")
-    if args.save_tensor is not None:
-        args.save_tensor.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"images": images, "labels": labels}, args.save_tensor)
-        print(f"wrote {args.save_tensor}")
+    if save_tensor is not None:
+        save_tensor.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"images": images, "labels": labels}, save_tensor)
+        print(f"wrote {save_tensor}")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data import load_dataset, resize_images
-    from ..generation.evaluate import generation_metrics
     from ..generation.loop import denoiser_from_checkpoint
-    from ..generation.sampler import class_names, save_image_grid
     from ..report.tables import markdown_table, save_table
     from ..runtime import claim_outputs
     from ..train.checkpoint import classifier_from_checkpoint
 
-    _setup(args)
-    runs = [path.parent.name or path.stem for path in args.checkpoints]
+    config = from_args(args, GenerateEvalConfig, nested=("sampling",), config_file=args.config)
+    _required(config, "checkpoints", "classifier", "out")
+    device = _setup(config, config.seed)
+    out, checkpoints = Path(config.out), [Path(c) for c in config.checkpoints]
+    runs = [path.parent.name or path.stem for path in checkpoints]
     if len(set(runs)) != len(runs):
         raise ValueError(f"each checkpoint is named by its folder, and these repeat: {runs}; use distinct folders")
-    names = [f"{args.name}.{ext}" for ext in ("csv", "json", "md")] + [f"{run}_samples.png" for run in runs]
-    claim_outputs(args.out, names, overwrite=args.overwrite)
-    classifier, clf_info = classifier_from_checkpoint(args.classifier, map_location=args.device)
-    first_info = denoiser_from_checkpoint(args.checkpoints[0])[1]
-    spec = args.data or first_info.name
-
-    def real(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = load_dataset(spec, split, img_size=first_info.img_size[0])
-        x = torch.stack([ds[i][0] for i in range(len(ds))])
-        return resize_images(x, clf_info.img_size), torch.tensor([ds[i][1] for i in range(len(ds))])
-
+    names = [f"{config.name}.{ext}" for ext in ("csv", "json", "md")] + [f"{run}_samples.png" for run in runs]
+    claim_outputs(out, names, overwrite=config.overwrite)
+    classifier, clf_info = classifier_from_checkpoint(config.classifier, map_location=device)
+    first_info = denoiser_from_checkpoint(checkpoints[0])[1]
     if clf_info.in_chans != first_info.in_chans or clf_info.num_classes != first_info.num_classes:
         raise ValueError(
             f"classifier ({plural(clf_info.in_chans, 'channel')}, {plural(clf_info.num_classes, 'class')}) does "
             f"not match the denoiser's data ({plural(first_info.in_chans, 'channel')}, "
             f"{plural(first_info.num_classes, 'class')})"
         )
-    reference, _ = real(args.real_split)
-    test_x, test_y = real("test")
-    metrics = generation_metrics(classifier, reference, test_x, test_y, args.k)
-    rows = [{"run": f"real {spec} test split", "mixer": None, "params": None, "train_steps": None}]
-    rows[0].update(samples=len(test_x), **metrics, sample_s=None)
-    for run, path in zip(runs, args.checkpoints):
-        model, info, ckpt = denoiser_from_checkpoint(path, use_ema=not _sampling(args).raw_weights)
-        if info != first_info:
-            raise ValueError(
-                f"{path} was trained on other data ({info.name} {info.img_size}) than {args.checkpoints[0]}"
-            )
-        start = time.perf_counter()
-        images, labels = _samples(model.to(args.device), args)
-        seconds = time.perf_counter() - start
-        save_image_grid(images, args.out / f"{run}_samples.png", ncol=args.per_class, row_labels=class_names(info))
-        row = {
-            "run": run,
-            "mixer": ckpt["model_kwargs"]["attn_layer"],
-            "params": sum(p.numel() for p in model.parameters()),
-            "train_steps": ckpt["step"],
-            "samples": len(images),
-        }
-        row.update(generation_metrics(classifier, reference, resize_images(images, clf_info.img_size), labels, args.k))
-        rows.append({**row, "sample_s": seconds})
-    paths = save_table(rows, args.out, args.name)
+    spec = config.data or first_info.name
+    reference, _ = _real(spec, config.real_split, first_info.img_size[0], clf_info.img_size)
+    judge = _Judge(classifier, clf_info.img_size, reference, config.k)
+    rows = [_real_row(judge, spec, first_info.img_size[0])]
+    for run, path in zip(runs, checkpoints):
+        rows.append(_denoiser_row(config, judge, run=run, path=path, first_info=first_info, device=device))
+    paths = save_table(rows, out, config.name)
     print(markdown_table(rows))
     print(
-        f"FID/precision/recall on features of {args.classifier} against the {args.real_split} split (not "
-        f"Inception-FID). Wrote {paths['csv']}, {paths['json']}, {paths['md']} and sample grids in {args.out}"
+        f"FID/precision/recall on features of {config.classifier} against the {config.real_split} split (not "
+        f"Inception-FID). Wrote {paths['csv']}, {paths['json']}, {paths['md']} and sample grids in {out}"
     )
     return 0
+
+
+def _real(spec: str, split: str, img_size: int, clf_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of a split at the denoiser's size, resized to the classifier's, and their labels."""
+    import torch
+
+    from ..data import load_dataset, resize_images
+
+    ds = load_dataset(spec, split, img_size=img_size)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    return resize_images(x, clf_size), torch.tensor([ds[i][1] for i in range(len(ds))])
+
+
+class _Judge(NamedTuple):
+    """What scores samples: the classifier, its input size, the real reference images and the k of k-NN."""
+
+    classifier: torch.nn.Module
+    img_size: tuple[int, int]
+    reference: torch.Tensor
+    k: int
+
+    def scores(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        from ..data import resize_images
+        from ..generation.evaluate import generation_metrics
+
+        return generation_metrics(self.classifier, self.reference, resize_images(images, self.img_size), labels, self.k)
+
+
+def _real_row(judge: _Judge, spec: str, img_size: int) -> dict[str, Any]:
+    """The floor: the real test split scored against the reference split, as a perfect generator would be."""
+    from ..generation.evaluate import generation_metrics
+
+    test_x, test_y = _real(spec, "test", img_size, judge.img_size)
+    metrics = generation_metrics(judge.classifier, judge.reference, test_x, test_y, judge.k)
+    row = {"run": f"real {spec} test split", "mixer": None, "params": None, "train_steps": None}
+    return {**row, "samples": len(test_x), **metrics, "sample_s": None}
+
+
+def _denoiser_row(
+    config: GenerateEvalConfig, judge: _Judge, *, run: str, path: Path, first_info: Any, device: Any
+) -> dict[str, Any]:
+    """One denoiser's samples, their grid (OUT/RUN_samples.png) and their scores."""
+    from ..generation.loop import denoiser_from_checkpoint
+    from ..generation.sampler import class_names, save_image_grid
+
+    model, info, ckpt = denoiser_from_checkpoint(path, use_ema=not config.sampling.raw_weights)
+    if info != first_info:
+        raise ValueError(f"{path} was trained on other data ({info.name} {info.img_size}) than the first checkpoint")
+    start = time.perf_counter()
+    images, labels = _samples(model.to(device), config, config.seed)
+    seconds = time.perf_counter() - start
+    grid = Path(config.out) / f"{run}_samples.png"
+    save_image_grid(images, grid, ncol=config.sampling.per_class, row_labels=class_names(info))
+    row = {
+        "run": run,
+        "mixer": ckpt["model_kwargs"]["attn_layer"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_steps": ckpt["step"],
+        "samples": len(images),
+    }
+    return {**row, **judge.scores(images, labels), "sample_s": seconds}

@@ -24,7 +24,7 @@ from ..data import DatasetInfo, load_dataset
 from ..report.tables import save_table
 from ..runtime import describe_changes, eta, progress_bar
 from ..train.checkpoint import load_checkpoint, save_checkpoint
-from .config import DenoiserConfig
+from .config import DenoiserConfig, GenerateTrainConfig
 from .flow import EMA, flow_matching_loss
 from .model import DiT, create_dit
 
@@ -154,47 +154,37 @@ def _check_resumable(
 
 
 def train_on_dataset(
-    data: str,
-    out: str | os.PathLike,
-    config: DenoiserConfig,
-    *,
-    img_size: int = 16,
-    size: str = "micro",
-    patch_size: int = 2,
-    mixer: str = "softmax",
-    attn_kwargs: dict[str, Any] | None = None,
-    resume: bool | str | os.PathLike = False,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
+    config: GenerateTrainConfig, *, device: str | torch.device
 ) -> tuple[DiT, dict[str, Any], list[dict[str, float]]]:
-    """Train a ``size`` DiT with the token mixer ``mixer`` on the training split of ``data`` (resized to
-    ``img_size``, square); writes ``out/denoiser.pt`` and ``out/losses.*`` (the loss averaged over 20 windows).
-    Returns the model, the final checkpoint dict and the loss rows."""
-    torch.manual_seed(config.seed)
-    dataset = load_dataset(data, "train", img_size=img_size)
+    """Train a ``config.size`` DiT with the token mixer ``config.mixer`` on the training split of ``config.data``
+    (resized to ``config.img_size``, square) with ``config.denoiser``; writes ``OUT/denoiser.pt`` and ``OUT/losses.*``
+    (the loss averaged over 20 windows). Returns the model, the final checkpoint dict and the loss rows."""
+    torch.manual_seed(config.denoiser.seed)
+    dataset = load_dataset(config.data, "train", img_size=config.img_size)
     info = dataset.info
     if info.img_size[0] != info.img_size[1]:
         raise ValueError(f"the denoiser needs square images, got {info.img_size}")
     model = create_dit(
-        size,
+        config.size,
         img_size=info.img_size[0],
-        patch_size=patch_size,
+        patch_size=config.patch_size,
         in_chans=info.in_chans,
         num_classes=info.num_classes,
-        attn_layer=mixer,
-        attn_kwargs=attn_kwargs or {},
+        attn_layer=config.mixer,
+        attn_kwargs=config.attn_kwargs,
     ).to(device)
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
+    out = Path(config.out)
     ckpt = train_denoiser(
         model,
         images,
         labels,
         info=info,
-        config=config,
-        checkpoint=Path(out) / "denoiser.pt",
-        resume=resume,
-        progress=progress,
+        config=config.denoiser,
+        checkpoint=out / "denoiser.pt",
+        resume=config.resume or False,
+        progress=config.progress,
     )
     losses = ckpt["losses"]
     window = max(1, len(losses) // 20)
