@@ -19,6 +19,7 @@ from spatialvit.data.synthetic import (
 from spatialvit.models import create_model
 from spatialvit.study.claims import SINGLE_SEED
 from spatialvit.synth.experiments import (
+    TRANSFER_ARMS,
     FitSettings,
     bayes_accuracy,
     global_count_accuracy,
@@ -182,11 +183,13 @@ def test_tiny_training_learns_the_groups():
     cfg = SyntheticConfig(grid=(4, 4), d=16, group=(2, 2), partition="random", task_seed=2)
     res = train_association(
         cfg,
-        2000,
-        500,
-        FitSettings(steps=150, lr=0.5, attn_lr=300, eval_every=50),
-        dict(value_init_std=0.05),
+        n_train=2000,
+        n_test=500,
+        settings=FitSettings(steps=150, lr=0.5, attn_lr=300, eval_every=50),
+        model_kwargs=dict(value_init_std=0.05),
+        seed=0,
         cluster="agglomerative",
+        progress=False,
     )
     first, last = res.history[0], res.final
     assert [r["step"] for r in res.history] == [0, 50, 100, 150]
@@ -198,9 +201,8 @@ def test_tiny_training_learns_the_groups():
 def test_tiny_transfer_runs_every_arm():
     cfg = SyntheticConfig(grid=(4, 4), d=16, group=(2, 2))
     fit = FitSettings(steps=20, lr=0.5, attn_lr=100, eval_every=20)
-    rows, pre = transfer_experiment(
-        cfg, ns=(4, 8), pretrain_n=500, pretrain=fit, finetune=fit, n_test=200, seeds=(0, 1)
-    )
+    run = dict(ns=(4, 8), pretrain_n=500, pretrain=fit, finetune=fit, n_test=200, model_kwargs={}, progress=False)
+    rows, pre = transfer_experiment(cfg, arms=TRANSFER_ARMS, seeds=(0, 1), **run)
     assert len(rows) == 3 * 2 * 2 and {r["arm"] for r in rows} == {"frozen", "reinit", "content"}
     frozen = [r for r in rows if r["arm"] == "frozen"]
     pre_mass = pre.final["mass"]
@@ -219,7 +221,7 @@ def test_tiny_transfer_runs_every_arm():
     with pytest.raises(ValueError, match="attn_lr must be > 0"):
         FitSettings(attn_lr=0.0)
     with pytest.raises(ValueError, match="arms"):
-        transfer_experiment(cfg, arms=("frozen", "magic"))
+        transfer_experiment(cfg, arms=("frozen", "magic"), seeds=(0,), **run)
 
 
 def test_cli_train_associate_transfer(tmp_path, capsys):

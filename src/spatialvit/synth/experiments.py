@@ -17,7 +17,6 @@ from .model import SimplifiedViT
 
 Row = dict[str, Any]
 TEST_SEED_OFFSET = 1_000_003
-DEFAULT_FIT = FitSettings()  # a frozen config: safe as a shared default argument
 
 
 def build_model(cfg: SyntheticConfig, **model_kwargs: Any) -> SimplifiedViT:
@@ -81,18 +80,21 @@ class TrainResult:
 
 def train_association(
     cfg: SyntheticConfig,
-    n_train: int = 10_000,
-    n_test: int = 2_000,
-    settings: FitSettings = DEFAULT_FIT,
-    model_kwargs: dict[str, Any] | None = None,
-    seed: int = 0,
-    cluster: str | None = "spectral",
-    progress: bool = False,
+    *,
+    n_train: int,
+    n_test: int,
+    settings: FitSettings,
+    model_kwargs: dict[str, Any],
+    seed: int,
+    cluster: str | None,
+    progress: bool,
 ) -> TrainResult:
     """Train the positional-attention model from random init on task ``cfg``, tracking test accuracy, the
-    alignment ``cos(v, w*)`` and the association metrics of ``A`` at every evaluation."""
+    alignment ``cos(v, w*)`` and the association metrics of ``A`` at every evaluation (``cluster`` None: no ARI).
+    The settings come from a :class:`~spatialvit.synth.config.SynthTrainConfig` (its defaults are the image
+    preset)."""
     torch.manual_seed(seed)
-    model = build_model(cfg, **(model_kwargs or {}))
+    model = build_model(cfg, **model_kwargs)
     if model.attention_kind != "positional":
         raise ValueError("association is tracked for positional attention; use attention='positional'")
     train = sample_synthetic(cfg, n_train, seed=seed)
@@ -136,15 +138,16 @@ def bayes_accuracy(cfg: SyntheticConfig, data: SyntheticSamples) -> float:
 
 def transfer_experiment(
     cfg: SyntheticConfig,
-    ns: Sequence[int] = (8, 16, 32, 64, 128, 256),
-    arms: Sequence[str] = TRANSFER_ARMS,
-    pretrain_n: int = 10_000,
-    pretrain: FitSettings = DEFAULT_FIT,
-    finetune: FitSettings = DEFAULT_FIT,
-    n_test: int = 2_000,
-    seeds: Sequence[int] = (0, 1, 2),
-    model_kwargs: dict[str, Any] | None = None,
-    progress: bool = False,
+    *,
+    ns: Sequence[int],
+    arms: Sequence[str],
+    pretrain_n: int,
+    pretrain: FitSettings,
+    finetune: FitSettings,
+    n_test: int,
+    seeds: Sequence[int],
+    model_kwargs: dict[str, Any],
+    progress: bool,
 ) -> tuple[list[Row], TrainResult]:
     """Pre-train on task ``cfg`` (feature ``w*``), then learn task 2 (same groups, orthogonal feature ``w'``) from
     ``n`` samples with (a) ``frozen`` pre-trained attention, (b) ``reinit`` attention (trained from the initial
@@ -154,8 +157,17 @@ def transfer_experiment(
         raise ValueError(f"arms must be among {TRANSFER_ARMS}, got {sorted(unknown)}")
     if min(ns) < 1:
         raise ValueError(f"every n must be a positive sample count, got {list(ns)}")
-    kwargs = dict(model_kwargs or {})
-    pre = train_association(cfg, pretrain_n, n_test, pretrain, kwargs, seed=0, cluster=None, progress=progress)
+    kwargs = dict(model_kwargs)
+    pre = train_association(
+        cfg,
+        n_train=pretrain_n,
+        n_test=n_test,
+        settings=pretrain,
+        model_kwargs=kwargs,
+        seed=0,
+        cluster=None,
+        progress=progress,
+    )
     task2 = cfg.transfer_task()
     test = sample_synthetic(task2, n_test, seed=TEST_SEED_OFFSET)
     groups = make_partition(task2)
