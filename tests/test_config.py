@@ -57,3 +57,74 @@ def test_flags_from_the_declaration(capsys):
     assert "--ratios A,B,... fractions (default: 0.25,0.5)" in text
     with pytest.raises(SystemExit):
         parser.parse_args(["--size", "ten"])
+
+
+def _command_configs() -> list[type[Config]]:
+    from spatialvit.bench.config import BenchConfig
+    from spatialvit.generation.config import GenerateEvalConfig, GenerateSampleConfig, GenerateTrainConfig
+    from spatialvit.probes.config import SensitivityRunConfig
+    from spatialvit.study.config import StudyConfig
+    from spatialvit.synth.config import AssociateConfig, SynthTrainConfig, SynthTransferConfig
+    from spatialvit.train.config import EvalConfig, TrainConfig
+
+    train = [TrainConfig, EvalConfig, SensitivityRunConfig, BenchConfig, StudyConfig]
+    return [*train, GenerateTrainConfig, GenerateSampleConfig, GenerateEvalConfig, SynthTrainConfig,
+            SynthTransferConfig, AssociateConfig]  # fmt: skip
+
+
+def test_every_command_declares_its_run_options_through_the_shared_ones():
+    """device, threads and progress read the same everywhere; seed says what it seeds, overwrite what it replaces,
+    out takes a folder (or a file): one declaration per run option, whatever the command."""
+    import dataclasses
+
+    from spatialvit.config import RUN_OPTIONS, device_option, progress_option, threads_option
+
+    shared = {"device": device_option(), "threads": threads_option(), "progress": progress_option()}
+    seen = set()
+    for cls in _command_configs():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in set(RUN_OPTIONS) & set(fields):
+            seen.add(name)
+            meta = fields[name].metadata
+            if name in shared:
+                assert meta["help"] == shared[name].metadata["help"], (cls.__name__, name)
+            elif name == "seed":
+                assert meta["help"].startswith("random seed of "), (cls.__name__, meta["help"])
+            elif name == "overwrite":
+                assert meta["help"].startswith("replace ") and "deleting those files first" in meta["help"]
+            else:
+                assert meta["metavar"] in ("DIR", "FILE"), (cls.__name__, name)
+    assert seen == set(RUN_OPTIONS)
+
+
+def test_generate_and_synth_read_yaml_flags_and_presets(tmp_path):
+    from spatialvit.cli import build_parser
+    from spatialvit.cli.synth import _setup
+    from spatialvit.config import from_args
+    from spatialvit.generation.config import GenerateTrainConfig
+    from spatialvit.synth.config import SynthTrainConfig, SynthTransferConfig
+
+    parser = build_parser()
+    # synth: defaults <- the preset <- the file <- the flags; the preset's data options come first
+    (tmp_path / "s.yaml").write_text("preset: small\ndata: d=20\nfit: {lr: 0.2}\n")
+    args = parser.parse_args(["synth", "train", "--config", str(tmp_path / "s.yaml"), "--steps", "7"])
+    config = _setup(args, SynthTrainConfig)
+    assert (config.fit.steps, config.fit.lr, config.fit.attn_lr, config.n_train) == (7, 0.2, 100.0, 50_000)
+    assert config.data_spec() == "grid=1x10,d=100,group=1x2,partition=random,d=20"
+    assert config == SynthTrainConfig.from_yaml(config.to_yaml(tmp_path / "back.yaml"))  # YAML round trip
+    image = _setup(parser.parse_args(["synth", "transfer", "--ns", "4,8", "--seeds", "2"]), SynthTransferConfig)
+    assert (image.preset, image.fit.steps, image.ns, image.num_seeds) == ("image", 600, [4, 8], 2)
+    with pytest.raises(KeyError, match="small"):
+        _setup(parser.parse_args(["synth", "train", "--preset", "smal"]), SynthTrainConfig)
+    # generate: nested denoiser: and sampling: keys, flat flags
+    (tmp_path / "g.yaml").write_text("mixer: cag\ndenoiser: {steps: 9}\nsampling: {per_class: 2}\n")
+    args = parser.parse_args(["generate", "train", "--config", str(tmp_path / "g.yaml"), "--lr", "0.01",
+                              "--attn-kwargs", '{"alpha": 2}', "--out", "x"])  # fmt: skip
+    config = from_args(args, GenerateTrainConfig, nested=("denoiser", "sampling"), config_file=args.config)
+    assert (config.mixer, config.denoiser.steps, config.denoiser.lr, config.sampling.per_class) == ("cag", 9, 0.01, 2)
+    assert config.attn_kwargs == {"alpha": 2} and config.out == "x"
+    assert config == GenerateTrainConfig.from_yaml(config.to_yaml(tmp_path / "gback.yaml"))
+    (tmp_path / "bad.yaml").write_text("denoiser: {step: 9}\n")
+    args = parser.parse_args(["generate", "train", "--config", str(tmp_path / "bad.yaml")])
+    with pytest.raises(KeyError, match="step"):
+        from_args(args, GenerateTrainConfig, nested=("denoiser", "sampling"), config_file=args.config)
