@@ -269,3 +269,26 @@ def test_the_docs_numbers_are_re_derived_from_the_committed_per_seed_tables(fold
     done = subprocess.run([sys.executable, str(script), str(folder), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "re-derived exactly" in done.stdout and "Holm p" in done.stdout
+
+
+def test_the_budget_replay_gives_back_the_adaptive_study_it_replays():
+    """benchmarks/budget_replay.py at the study's own budget plans the rounds the study ran (same runs, same order)
+    and ends with its verdicts; at a smaller budget it stops earlier, never with more conclusive claims."""
+    import importlib.util
+
+    from spatialvit.study.adaptive import Ledger
+
+    spec = importlib.util.spec_from_file_location("budget_replay", ROOT / "benchmarks" / "budget_replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    folder = ROOT / "docs" / "data" / "study_fashion_mnist"
+    ledger = Ledger.load(folder)
+    own = StudyConfig.from_yaml(folder / "study_config.yaml").budget
+    rounds, claims, _, _ = replay.replay(folder, own)
+    ran = [", ".join(f"{m} {s}" for m, s in r.jobs) for r in ledger.rounds[1:]]
+    assert [r["next"] for r in rounds[:-1]] == ran
+    final = ledger.rounds[-1].state
+    assert {c["id"]: [c["n"], c["verdict"]] for c in claims} == final
+    smaller, _, stop, _ = replay.replay(folder, "150m")
+    assert own != "150m" and len(smaller) < len(rounds) and "budget" in stop
+    assert smaller[-1]["conclusive"] <= rounds[-1]["conclusive"]
