@@ -77,13 +77,13 @@ def test_every_command_declares_its_run_options_through_the_shared_ones():
     out takes a folder (or a file): one declaration per run option, whatever the command."""
     import dataclasses
 
-    from spatialvit.config import RUN_OPTIONS, device_option, progress_option, threads_option
+    from spatialvit import run_options as run
 
-    shared = {"device": device_option(), "threads": threads_option(), "progress": progress_option()}
+    shared = {"device": run.device(), "threads": run.threads(), "progress": run.progress()}
     seen = set()
     for cls in _command_configs():
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        for name in set(RUN_OPTIONS) & set(fields):
+        for name in set(run.RUN_OPTIONS) & set(fields):
             seen.add(name)
             meta = fields[name].metadata
             if name in shared:
@@ -94,7 +94,7 @@ def test_every_command_declares_its_run_options_through_the_shared_ones():
                 assert meta["help"].startswith("replace ") and "deleting those files first" in meta["help"]
             else:
                 assert meta["metavar"] in ("DIR", "FILE"), (cls.__name__, name)
-    assert seen == set(RUN_OPTIONS)
+    assert seen == set(run.RUN_OPTIONS)
 
 
 def test_generate_and_synth_read_yaml_flags_and_presets(tmp_path):

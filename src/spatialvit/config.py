@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import types
 import typing
@@ -49,59 +50,17 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-# ------------------------------------------------------------------------------------- options every command shares
-# The run options (device, threads, seed, out, overwrite, progress): every command config declares the ones it has
-# through these, so a run option has one type, one metavar and one help text wherever it appears.
-RUN_OPTIONS = ("device", "threads", "seed", "out", "overwrite", "progress")
-
-
-def device_option(default: str = AUTO) -> Any:
-    """The ``device`` of a command: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    return option(default, "auto (CUDA when available), cpu, cuda or cuda:N", metavar="DEV")
-
-
-def check_device(device: str) -> None:
-    """Raise a ``ValueError`` naming ``device`` unless it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    if device != AUTO and device.split(":")[0] not in DEVICES:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-
-
-def threads_option(default: int | None = None) -> Any:
-    """The CPU threads of torch (``None``: torch's choice)."""
-    return option(default, "CPU threads of torch (none: torch's choice; 1 is steadier on a busy CPU)", metavar="N")
-
-
-def check_threads(threads: int | None) -> None:
-    """Raise a ``ValueError`` naming ``threads`` unless it is ``None`` or >= 1."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1 (or none for torch's choice), got {threads}")
-
-
-def seed_option(what: str) -> Any:
-    """The random ``seed`` of a command; ``what`` says what it seeds."""
-    return option(0, f"random seed of {what}")
-
-
-def out_option(default: str | None, what: str) -> Any:
-    """The output folder (or file) of a command; ``what`` says what goes there and what the default means."""
-    return option(default, what, metavar="DIR")
-
-
-def progress_option() -> Any:
-    """Whether a command shows progress bars (on a terminal)."""
-    return option(True, "progress bars on a terminal")
-
-
-def overwrite_option(what: str) -> Any:
-    """Whether a command replaces ``what`` of an earlier run in its output folder (deleting those files first)."""
-    return option(False, f"replace {what} of an earlier run in the output folder, deleting those files first")
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """The evaluated annotations of a config class, computed once per class (every construction checks types)."""
+    return typing.get_type_hints(cls)
 
 
 class Config:
     """Base of every config dataclass: type-checked on construction, read from dicts and YAML, written back."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             check_type(f.name, getattr(self, f.name), hints[f.name])
         self.validate()
@@ -116,7 +75,7 @@ class Config:
         if not isinstance(values, dict):
             raise ValueError(f"a {cls.__name__} must be a mapping of keys to values, got {type(values).__name__}")
         base = base if base is not None else cls()
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         changes = {}
         for key, value in values.items():
@@ -288,7 +247,7 @@ def add_arguments(
     "not given" (:func:`given` collects the rest); the help shows the default of ``defaults`` (or the class).
     ``dest_prefix`` keeps the keys of a nested config apart (``train.`` for a study's ``--epochs``); ``flags`` names
     a key's flag where the key's own name would be unclear (``{"limit": "--sweep-limit"}``)."""
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     wanted = None if keys is None else set(keys)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if (wanted is not None and f.name not in wanted) or f.name in skip:

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import (
-    Config,
-    check_device,
-    check_threads,
-    device_option,
-    option,
-    out_option,
-    overwrite_option,
-    progress_option,
-    threads_option,
-)
+from .. import run_options as run
+from ..config import Config, option
 
 DTYPE_NAMES = ("float32", "bfloat16")
 
@@ -29,14 +20,14 @@ class BenchConfig(Config):
     img_size: int = option(32, "image size N x N")
     in_chans: int = option(3, "input channels")
     batch_size: int = option(64, "images per step")
-    device: str = device_option("cpu")
+    device: str = run.device("cpu")
     dtype: str = option("float32", "float32, or bfloat16 autocast", metavar="|".join(DTYPE_NAMES))
     repeats: int = option(5, "timed calls per measurement (the median is reported)")
-    threads: int | None = threads_option()
+    threads: int | None = run.threads()
     timm: bool = option(True, "add timm's ViT-Tiny recipe as a reference when timm is installed")
-    out: str = out_option("results/bench", "output folder")
-    overwrite: bool = overwrite_option("the tables")
-    progress: bool = progress_option()
+    out: str = run.out("results/bench", "output folder")
+    overwrite: bool = run.overwrite("the tables")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         from ..catalog import PATCHES, SIZES
@@ -48,7 +39,7 @@ class BenchConfig(Config):
         for name in ("img_size", "in_chans", "batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        check_device(self.device)
-        check_threads(self.threads)
+        run.check_device(self.device)
+        run.check_threads(self.threads)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or none, got {self.threads}")

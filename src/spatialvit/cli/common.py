@@ -8,6 +8,8 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 
+from ..config import AUTO
+
 
 def positive_int(text: str) -> int:
     """argparse type: an int >= 1."""
@@ -97,3 +99,8 @@ def repeatable(p: argparse.ArgumentParser, flag: str, *, dest: str, metavar: str
     what happens without it."""
     help = f"{help} (repeatable; default: {default})"
     p.add_argument(flag, dest=dest, action="append", default=argparse.SUPPRESS, metavar=metavar, help=help)
+
+
+def resume_flag(p: argparse.ArgumentParser, help: str) -> None:
+    """``--resume [PATH]``: alone it continues the run in the output folder (``auto``), with a PATH that checkpoint."""
+    p.add_argument("--resume", nargs="?", const=AUTO, metavar="PATH", default=argparse.SUPPRESS, help=help)

@@ -19,7 +19,7 @@ from ..generation.config import (
     GenerateTrainConfig,
     SamplingConfig,
 )
-from .common import command, config_file
+from .common import command, config_file, resume_flag
 
 if TYPE_CHECKING:
     import torch
@@ -106,14 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _train_parser(actions: argparse._SubParsersAction) -> None:
     t = command(actions, "train", TRAIN_TEXT, TRAIN_EXAMPLES, run_train, resumable=True)
     _run_args(t, GenerateTrainConfig, skip=("resume",))
-    t.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        metavar="PATH",
-        default=argparse.SUPPRESS,
-        help=GenerateTrainConfig.describe()["resume"][1],
-    )
+    resume_flag(t, GenerateTrainConfig.describe()["resume"][1])
     add_arguments(t.add_argument_group("optimisation"), DenoiserConfig, dest_prefix="denoiser.")
     _sampling_args(t, GenerateTrainConfig)
 

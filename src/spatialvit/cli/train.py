@@ -12,7 +12,7 @@ import yaml
 from .._text import plural
 from ..config import add_arguments, given
 from ..train.config import TrainConfig
-from .common import command, config_file, explain_default, repeatable
+from .common import command, config_file, explain_default, repeatable, resume_flag
 
 DESCRIPTION = """\
 train a model on a dataset
@@ -38,14 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     keys = TrainConfig.describe()
     help_text = f"{keys['model_kwargs'][1]}; VALUE read as YAML, e.g. --model-arg drop_path_rate=0.1"
     repeatable(p, "--model-arg", dest="model_kwargs", metavar="KEY=VALUE", help=help_text, default="none")
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        metavar="PATH",
-        default=argparse.SUPPRESS,
-        help=f"{keys['resume'][1]} (default: a new run)",
-    )
+    resume_flag(p, f"{keys['resume'][1]} (default: a new run)")
 
 
 def run(args: argparse.Namespace) -> int:

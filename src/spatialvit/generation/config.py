@@ -13,20 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .. import run_options as run
 from ..catalog import mixer_names
-from ..config import (
-    DEFAULT_DATA,
-    Config,
-    check_device,
-    check_threads,
-    device_option,
-    option,
-    out_option,
-    overwrite_option,
-    progress_option,
-    seed_option,
-    threads_option,
-)
+from ..config import DEFAULT_DATA, Config, option
 
 T_SAMPLING = ("logit_normal", "uniform")
 SAMPLERS = ("euler", "heun")
@@ -52,7 +41,7 @@ class DenoiserConfig(Config):
     t_sampling: str = option("logit_normal", "distribution of the flow times", metavar="|".join(T_SAMPLING))
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0: no clipping)")
     checkpoint_every: int = option(500, "steps between checkpoints")
-    seed: int = seed_option("initialisation, batches, times, noise and label dropout")
+    seed: int = run.seed("initialisation, batches, times, noise and label dropout")
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every"):
@@ -95,8 +84,8 @@ def json_object(text: str) -> dict[str, Any]:
 
 
 def _check_run_options(config: Any) -> None:
-    check_device(config.device)
-    check_threads(config.threads)
+    run.check_device(config.device)
+    run.check_threads(config.threads)
 
 
 @dataclass(frozen=True)
@@ -120,17 +109,17 @@ class GenerateTrainConfig(Config):
     patch_size: int = option(2, "patch side")
     denoiser: DenoiserConfig = option(help="optimisation (its seed is the run's seed)", factory=DenoiserConfig)
     sampling: SamplingConfig = option(help="how samples are drawn", factory=lambda: SamplingConfig(per_class=8))
-    device: str = device_option()
-    threads: int | None = threads_option()
-    out: str | None = out_option(None, "output folder (default: none, required)")
+    device: str = run.device()
+    threads: int | None = run.threads()
+    out: str | None = run.out(None, "output folder (default: none, required)")
     resume: str | None = option(
         None,
         "continue a run: 'auto' (or --resume alone) continues OUT/denoiser.pt, else that checkpoint PATH "
         "(none: a new run)",
         metavar="PATH",
     )
-    overwrite: bool = overwrite_option("the denoiser, its losses and samples")
-    progress: bool = progress_option()
+    overwrite: bool = run.overwrite("the denoiser, its losses and samples")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         if self.size not in DIT_SIZES:
@@ -152,14 +141,14 @@ class GenerateSampleConfig(Config):
         None, "also save images [N, C, H, W] and labels to this .pt file (none: not saved)", metavar="FILE"
     )
     sampling: SamplingConfig = option(help="how samples are drawn", factory=lambda: SamplingConfig(per_class=8))
-    seed: int = seed_option("the noise")
-    device: str = device_option()
-    threads: int | None = threads_option()
+    seed: int = run.seed("the noise")
+    device: str = run.device()
+    threads: int | None = run.threads()
     out: str | None = option(
         None, "PNG file of the sample grid (none: sample_seed<SEED>.png in the checkpoint's folder)", metavar="FILE"
     )
-    overwrite: bool = overwrite_option("the sample grid and tensor file")
-    progress: bool = progress_option()
+    overwrite: bool = run.overwrite("the sample grid and tensor file")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         _check_run_options(self)
@@ -178,12 +167,12 @@ class GenerateEvalConfig(Config):
     k: int = option(3, "neighbours for precision/recall")
     name: str = option("generation_metrics", "table name", metavar="NAME")
     sampling: SamplingConfig = option(help="how samples are drawn", factory=lambda: SamplingConfig(per_class=36))
-    seed: int = seed_option("the noise")
-    device: str = device_option()
-    threads: int | None = threads_option()
-    out: str | None = out_option(None, "output folder (default: none, required)")
-    overwrite: bool = overwrite_option("the table and sample grids")
-    progress: bool = progress_option()
+    seed: int = run.seed("the noise")
+    device: str = run.device()
+    threads: int | None = run.threads()
+    out: str | None = run.out(None, "output folder (default: none, required)")
+    overwrite: bool = run.overwrite("the table and sample grids")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         if self.real_split not in REAL_SPLITS:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import AUTO
 from ..data import DatasetInfo, load_dataset
 from ..report.tables import save_table
 from ..runtime import describe_changes, eta, progress_bar
@@ -132,7 +133,7 @@ def _optimise(
 def _resume_source(checkpoint: str | os.PathLike, resume: bool | str | os.PathLike) -> Path | None:
     """The checkpoint a run continues from: ``checkpoint`` itself for ``True``/``'auto'`` (when it exists), the
     path ``resume`` (which must exist), or ``None``."""
-    if resume in (True, "auto"):
+    if resume in (True, AUTO):
         return Path(checkpoint) if Path(checkpoint).is_file() else None
     if not resume:
         return None

@@ -11,16 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import (
-    Config,
-    check_device,
-    device_option,
-    option,
-    out_option,
-    overwrite_option,
-    progress_option,
-    seed_option,
-)
+from .. import run_options as run
+from ..config import Config, option
 from .grids import FILLS, Grid, check_ratio, parse_grids, to_grid  # noqa: F401  (re-exported)
 
 CLUSTER_METHODS = ("spectral", "agglomerative")
@@ -105,17 +97,17 @@ class SensitivityRunConfig(Config):
     split: str = option("test", "split to evaluate", metavar="test|train")
     img_size: int | None = option(None, "load images at N x N (none: the size the first checkpoint was trained at)")
     sweep: SweepConfig = option(help="the sweep", factory=SweepConfig)
-    seed: int = seed_option("every perturbation (the base seed)")
-    device: str = device_option()
+    seed: int = run.seed("every perturbation (the base seed)")
+    device: str = run.device()
     amp: bool = option(True, "autocast on GPU")
     examples: int = option(4, "images in examples.png (0: no figure)")
-    out: str = out_option("results/sensitivity", "output folder")
-    overwrite: bool = overwrite_option("the tables and figures")
-    progress: bool = progress_option()
+    out: str = run.out("results/sensitivity", "output folder")
+    overwrite: bool = run.overwrite("the tables and figures")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         if self.split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.examples < 0:
             raise ValueError(f"examples must be >= 0, got {self.examples}")
-        check_device(self.device)
+        run.check_device(self.device)

@@ -11,9 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import run_options as run
 from .._names import unknown_name
 from ..catalog import default_models
-from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option, out_option, overwrite_option, progress_option
+from ..config import AUTO, DEFAULT_DATA, DEVICES, Config, option
 from ..probes.config import SweepConfig, parse_grids, to_grid
 from ..train.config import TrainConfig
 
@@ -115,10 +116,10 @@ class StudyConfig(Config):
         "cluster `ray start` began on this machine, else a new local one)",
         metavar="ADDR",
     )
-    out: str = out_option("study", "output folder")
+    out: str = run.out("study", "output folder")
     resume: bool = option(False, "continue the study in out: reuse finished runs, continue interrupted ones")
-    overwrite: bool = overwrite_option("the study")
-    progress: bool = progress_option()
+    overwrite: bool = run.overwrite("the study")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         if not self.models:
@@ -244,7 +245,7 @@ class StudyConfig(Config):
             model_kwargs=self.model_kwargs.get(model, {}),
             seed=seed,
             out=str(Path(self.out) / "runs" / model / f"seed{seed}"),
-            resume="auto",
+            resume=AUTO,
             progress=self.progress,
         )
 

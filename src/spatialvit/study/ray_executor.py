@@ -42,6 +42,7 @@ from ray.exceptions import (
 )
 
 from .._text import plural
+from ..config import AUTO
 from ..train.config import TrainConfig
 from .executors import RunResult, log_done, train_run
 
@@ -139,7 +140,7 @@ class RayExecutor:
         """What the task of ``job`` declares: ``train.threads`` CPUs (1 for torch's choice), and one GPU when it
         trains on CUDA (``cuda``, or ``auto`` on a cluster that has GPUs)."""
         gpus = ray.cluster_resources().get("GPU", 0)
-        return {"num_cpus": job.threads or 1, "num_gpus": int(job.device == "cuda" or (job.device == "auto" and gpus))}
+        return {"num_cpus": job.threads or 1, "num_gpus": int(job.device == "cuda" or (job.device == AUTO and gpus))}
 
 
 class _Schedule:

@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import run_options as run
 from .._names import unknown_name
-from ..config import Config, option, out_option, overwrite_option, progress_option, seed_option
+from ..config import Config, option
 from ..probes.config import CLUSTER_METHODS
 
 S = TypeVar("S", bound="SynthSetup")
@@ -91,10 +92,10 @@ class SynthSetup(Config):
     activation: str = option("poly5", "act of F(X) (poly5: z^5 + 0.03 z)", metavar="|".join(ACTIVATION_NAMES))
     values: int = option(1, "value vectors per output")
     value_init_std: float = option(0.05, "init std of the values (preset small: 0.01)")
-    seed: int = seed_option("initialisation and samples")
-    out: str = out_option("runs/synth", "output folder")
-    overwrite: bool = overwrite_option("the files")
-    progress: bool = progress_option()
+    seed: int = run.seed("initialisation and samples")
+    out: str = run.out("runs/synth", "output folder")
+    overwrite: bool = run.overwrite("the files")
+    progress: bool = run.progress()
 
     @classmethod
     def for_preset(cls: type[S], name: str) -> S:
@@ -166,8 +167,8 @@ class AssociateConfig(Config):
     images: int = option(256, "images averaged for a ViT's attention")
     per_head: bool = option(False, "also one row per attention head (ViT)")
     cluster: str = option("spectral", CLUSTER_HELP, metavar="|".join(CLUSTER_METHODS))
-    out: str = out_option("runs/synth/associate", "output folder")
-    overwrite: bool = overwrite_option("the files")
+    out: str = run.out("runs/synth/associate", "output folder")
+    overwrite: bool = run.overwrite("the files")
 
     def validate(self) -> None:
         if self.images < 1:

@@ -11,19 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import (
-    DEFAULT_DATA,
-    Config,
-    check_device,
-    check_threads,
-    device_option,
-    option,
-    out_option,
-    overwrite_option,
-    progress_option,
-    seed_option,
-    threads_option,
-)
+from .. import run_options as run
+from ..config import DEFAULT_DATA, Config, option
 
 
 @dataclass(frozen=True)
@@ -74,13 +63,13 @@ class TrainConfig(Config):
     ema_warmup: bool = option(
         False, "warm the EMA decay up as min(ema_decay, 1 - (1 + step)^(-2/3)) (timm's ModelEmaV3), for short runs"
     )
-    seed: int = seed_option("model initialisation, data order, augmentation and dropout")
-    device: str = device_option()
+    seed: int = run.seed("model initialisation, data order, augmentation and dropout")
+    device: str = run.device()
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
     compile: bool = option(False, "wrap the model in torch.compile")
-    threads: int | None = threads_option(1)
+    threads: int | None = run.threads(1)
     num_workers: int = option(0, "DataLoader worker processes")
-    out: str | None = out_option(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
+    out: str | None = run.out(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
     save_every: int = option(0, "also keep epoch_N.pt every N epochs (0: only last.pt and best.pt)")
     eval_every: int = option(1, "evaluate on the test split every N epochs, and always after the last (0: last only)")
     train_limit: int | None = option(
@@ -94,11 +83,11 @@ class TrainConfig(Config):
     resume: str | None = option(
         None, "continue a run: 'auto' (or --resume alone) continues OUT/last.pt when it exists, else a checkpoint PATH"
     )
-    overwrite: bool = overwrite_option("the run")
+    overwrite: bool = run.overwrite("the run")
     stop_after: int | None = option(
         None, "end this invocation after this epoch, keeping the full schedule (continue with resume)"
     )
-    progress: bool = progress_option()
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         for name in ("lr", "min_lr"):
@@ -149,8 +138,8 @@ class TrainConfig(Config):
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
         if self.overwrite and self.resume is not None:
             raise ValueError("overwrite and resume exclude each other: continue the run or start it again, not both")
-        check_device(self.device)
-        check_threads(self.threads)
+        run.check_device(self.device)
+        run.check_threads(self.threads)
 
 
 SPLITS = ("test", "train")
@@ -168,14 +157,14 @@ class EvalConfig(Config):
     split: str = option("test", "which split: test or train", metavar="test|train")
     ema: bool = option(False, "evaluate the model EMA the checkpoint keeps (runs trained with ema_decay)")
     batch_size: int = option(256, "images per batch")
-    device: str = device_option()
-    out: str | None = out_option(None, "folder for eval.* / eval_ema.* (none: the checkpoint's folder)")
-    overwrite: bool = overwrite_option("eval.* / eval_ema.*")
-    progress: bool = progress_option()
+    device: str = run.device()
+    out: str | None = run.out(None, "folder for eval.* / eval_ema.* (none: the checkpoint's folder)")
+    overwrite: bool = run.overwrite("eval.* / eval_ema.*")
+    progress: bool = run.progress()
 
     def validate(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        check_device(self.device)
+        run.check_device(self.device)

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
 from .._text import plural
+from ..config import AUTO
 from ..data import DatasetInfo, load_dataset, random_subset
 from ..data.transforms import build_train_transform
 from ..models import create_model, model_defaults
@@ -581,7 +582,7 @@ def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> N
 def _resume_path(config: TrainConfig, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, or ``None``; refuses to silently overwrite another run's checkpoints."""
     last = run_dir / "last.pt"
-    if config.resume == "auto":
+    if config.resume == AUTO:
         if config.out is None:
             raise ValueError("resume='auto' needs out (--out): the run folder whose last.pt to continue")
         return last if last.is_file() else None
@@ -599,9 +600,9 @@ def saved_config(resume: str | None, out: str | None) -> TrainConfig | None:
     """The config stored in the checkpoint a run would resume from (``resume`` a path, or ``'auto'`` with ``out``),
     with its runtime keys back at their defaults; ``None`` when there is none. Resuming without a YAML file starts
     from it, so only what changes needs a flag."""
-    if resume is None or (resume == "auto" and out is None):
+    if resume is None or (resume == AUTO and out is None):
         return None
-    path = Path(out) / "last.pt" if resume == "auto" else Path(resume)
+    path = Path(out) / "last.pt" if resume == AUTO else Path(resume)
     if not path.is_file():
         return None
     saved = load_checkpoint(path).get("config")
