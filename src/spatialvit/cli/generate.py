@@ -112,9 +112,11 @@ def _train_parser(actions: argparse._SubParsersAction) -> None:
 
 
 def _required(config: Config, *keys: str) -> None:
+    """Raise a ``ValueError`` naming the flag of the first of ``keys`` that has no value, and what it is."""
     for key in keys:
         if not getattr(config, key):
-            raise ValueError(f"--{key.replace('_', '-')} is required ({type(config).describe()[key][1]})")
+            what = type(config).describe()[key][1].split(" (default")[0]
+            raise ValueError(f"--{key.replace('_', '-')} is required: {what}")
 
 
 def mixer_of(name: str) -> str:
