@@ -15,8 +15,9 @@ COMMANDS = ["study", "train", "eval", "models", "sensitivity", "synth", "generat
 MODULES = {"eval": "evaluate"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command, or with the sub-command ``only`` alone (a command line that names
+    one builds just its parser: its configs, not every command's)."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spatialvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(f".{MODULES.get(name, name)}", __name__).add_parser(sub)
     return parser
 
@@ -49,9 +50,9 @@ def help_pages() -> list[tuple[list[str], argparse.ArgumentParser]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``spatialvit`` and ``python -m spatialvit``; returns the exit code."""
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    named = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
