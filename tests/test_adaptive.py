@@ -66,30 +66,10 @@ def test_adaptive_config_is_checked():
 # "equals" the plain ViT in chance accuracy with a zero margin — identical values that no conclusion can ever take,
 # so it stays open to max_seeds.
 SYNTHETIC = (
-    Claim(
-        id="s1",
-        source="test",
-        quote="",
-        text="the CNN is larger",
-        measure="params",
-        model="cnn",
-        reference="plain",
-        kind="superiority",
-        delta=1.0,
-        delta_reason="exact",
-    ),
-    Claim(
-        id="s2",
-        source="test",
-        quote="",
-        text="never settles",
-        measure="chance_acc1",
-        model="positional",
-        reference="plain",
-        kind="equivalence",
-        delta=0.0,
-        delta_reason="none",
-    ),
+    Claim(id="s1", source="test", quote="", text="the CNN is larger", measure="params", model="cnn",
+          reference="plain", kind="superiority", delta=1.0, delta_reason="exact"),
+    Claim(id="s2", source="test", quote="", text="never settles", measure="chance_acc1", model="positional",
+          reference="plain", kind="equivalence", delta=0.0, delta_reason="none"),
 )
 
 
