@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spatialvit.report.tables import markdown_table
-from spatialvit.study.adaptive import Ledger, claim_state, model_costs, plan_round
+from spatialvit.study.adaptive import LEDGER, Ledger, claim_state, model_costs, plan_round
 from spatialvit.study.claims import CONCLUSIVE
 from spatialvit.study.config import StudyConfig
 from spatialvit.study.report import shown_claims
@@ -47,6 +47,8 @@ def replay(folder: Path, budget: str) -> tuple[list[dict[str, Any]], list[dict[s
     recorded = {(r["model"], int(r["seed"])) for r in per_seed}
     have = {(m, int(s)) for m, s in ledger.rounds[0].jobs}
     spent = ledger.spent_s - sum(r.seconds for r in ledger.rounds[1:])  # the pilot, as the ledger charged it
+    if config.budget_s < spent:
+        raise ValueError(f"the pilot alone took {spent / 60:.1f} min: replay a budget at least that long")
     rounds: list[dict[str, Any]] = []
     while True:
         rows = [r for r in per_seed if (r["model"], int(r["seed"])) in have]
@@ -73,7 +75,14 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="an adaptive study's folder (or its docs/data/ copy)")
     parser.add_argument("--budget", required=True, help="the budget to replay, e.g. 150m")
     args = parser.parse_args()
-    rounds, claims, stop, spent = replay(args.folder, args.budget)
+    needed = ("study_config.yaml", "comparison_seeds.json", "cost.json", LEDGER)
+    missing = [name for name in needed if not (args.folder / name).is_file()]
+    if missing:
+        parser.error(f"{args.folder} lacks {', '.join(missing)}: give an adaptive study's folder (until_resolved)")
+    try:
+        rounds, claims, stop, spent = replay(args.folder, args.budget)
+    except ValueError as err:
+        parser.error(f"--budget {args.budget}: {err}")
     print(markdown_table(rounds) + "\n")
     print(markdown_table(shown_claims(claims, True)) + "\n")
     state = claim_state(claims)

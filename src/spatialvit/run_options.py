@@ -52,3 +52,11 @@ def progress() -> Any:
 def overwrite(what: str) -> Any:
     """Whether a command replaces ``what`` of an earlier run in its output folder (deleting those files first)."""
     return option(False, f"replace {what} of an earlier run in the output folder, deleting those files first")
+
+
+def check(config: Any) -> None:
+    """Check the run options ``config`` has (``device``, ``threads``); a ``ValueError`` names the bad one."""
+    if hasattr(config, "device"):
+        check_device(config.device)
+    if hasattr(config, "threads"):
+        check_threads(config.threads)

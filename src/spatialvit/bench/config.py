@@ -39,7 +39,6 @@ class BenchConfig(Config):
         for name in ("img_size", "in_chans", "batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        run.check_device(self.device)
-        run.check_threads(self.threads)
+        run.check(self)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or none, got {self.threads}")

@@ -83,11 +83,6 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _check_run_options(config: Any) -> None:
-    run.check_device(config.device)
-    run.check_threads(config.threads)
-
-
 @dataclass(frozen=True)
 class GenerateTrainConfig(Config):
     """``spatialvit generate train``: a DiT-style denoiser with any token mixer, trained on a dataset."""
@@ -129,7 +124,7 @@ class GenerateTrainConfig(Config):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.resume is not None and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run or start it again")
-        _check_run_options(self)
+        run.check(self)
 
 
 @dataclass(frozen=True)
@@ -151,7 +146,7 @@ class GenerateSampleConfig(Config):
     progress: bool = run.progress()
 
     def validate(self) -> None:
-        _check_run_options(self)
+        run.check(self)
 
 
 @dataclass(frozen=True)
@@ -179,4 +174,4 @@ class GenerateEvalConfig(Config):
             raise ValueError(f"real_split must be one of {', '.join(REAL_SPLITS)}, got {self.real_split!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
-        _check_run_options(self)
+        run.check(self)

@@ -110,4 +110,4 @@ class SensitivityRunConfig(Config):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.examples < 0:
             raise ValueError(f"examples must be >= 0, got {self.examples}")
-        run.check_device(self.device)
+        run.check(self)

@@ -149,8 +149,8 @@ def plan_round(
         jobs, chosen = trial, [*chosen, claim_id]
     if not jobs:
         cheapest = min(round_seconds(j, costs, workers) for _, _, j in ranked)
-        return Plan([], [], 0.0, f"budget: the cheapest next seed takes about {cheapest:.0f} s, "
-                                 f"{remaining_s:.0f} s are left")  # fmt: skip
+        left = f"{remaining_s:.0f} s are left" if remaining_s > 0 else f"the budget was spent {-remaining_s:.0f} s ago"
+        return Plan([], [], 0.0, f"budget: the cheapest next seed takes about {cheapest:.0f} s, {left}")
     return Plan(jobs, chosen, round_seconds(jobs, costs, workers))
 
 

@@ -138,8 +138,7 @@ class TrainConfig(Config):
             raise ValueError(f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}")
         if self.overwrite and self.resume is not None:
             raise ValueError("overwrite and resume exclude each other: continue the run or start it again, not both")
-        run.check_device(self.device)
-        run.check_threads(self.threads)
+        run.check(self)
 
 
 SPLITS = ("test", "train")
@@ -167,4 +166,4 @@ class EvalConfig(Config):
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        run.check_device(self.device)
+        run.check(self)
