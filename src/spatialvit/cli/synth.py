@@ -105,14 +105,10 @@ def _setup_args(p: argparse.ArgumentParser, cls: type[SynthSetup]) -> None:
 
 
 def _setup(args: argparse.Namespace, cls: type[S]) -> S:
-    """Defaults <- the preset (of the flags, else of --config) <- --config <- the flags given."""
+    """The config of a synth action from its flags and --config (:meth:`SynthSetup.from_sources`)."""
     flags = given(args, cls)
     flags["fit"] = given(args, FitSettings, dest_prefix="fit.")
-    preset = flags.get("preset") or (cls.from_yaml(args.config).preset if args.config else "image")
-    base = cls.for_preset(preset)
-    if args.config:
-        base = cls.from_yaml(args.config, base)
-    return cls.from_dict(flags, base)
+    return cls.from_sources(flags, args.config)
 
 
 def run_train(args: argparse.Namespace) -> int:

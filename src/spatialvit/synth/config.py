@@ -104,6 +104,15 @@ class SynthSetup(Config):
             raise unknown_name("preset", name, PRESETS, f"Presets: {', '.join(PRESETS)}.")
         return cls.from_dict({"preset": name, **PRESETS[name]})
 
+    @classmethod
+    def from_sources(cls: type[S], flags: dict[str, Any], config_file: str | None = None) -> S:
+        """Defaults <- the preset (named by ``flags``, else by the file) <- the YAML ``config_file`` <- ``flags``."""
+        preset = flags.get("preset") or (cls.from_yaml(config_file).preset if config_file else "image")
+        base = cls.for_preset(preset)
+        if config_file:
+            base = cls.from_yaml(config_file, base)
+        return cls.from_dict(flags, base)
+
     def validate(self) -> None:
         if self.preset not in PRESETS:
             raise unknown_name("preset", self.preset, PRESETS, f"Presets: {', '.join(PRESETS)}.")
